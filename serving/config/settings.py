@@ -1,0 +1,202 @@
+"""The settings tree: YAML (a Ray Serve config's application args) + environment overrides.
+
+Every section is a strict pydantic model (``extra="forbid"``): a typo'd key is an
+error that names the key's path. Environment variables override the file with the
+prefix ``SERVING_`` and ``__`` between levels, e.g. ``SERVING_MODEL__ENGINE__MAX_NUM_SEQS=16``.
+This module is the only place that reads ``os.environ`` for settings.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "SERVING_"
+ENV_NESTED_DELIMITER = "__"
+DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct"
+
+
+class StrictModel(BaseModel):
+    """Base for every settings section: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineSettings(StrictModel):
+    """vLLM engine knobs (continuous batching, KV cache, precision)."""
+
+    max_num_seqs: PositiveInt = Field(64, description="Most sequences batched in one engine step.")
+    max_num_batched_tokens: PositiveInt | None = Field(
+        None, description="Token budget of one engine step; None lets vLLM choose."
+    )
+    max_model_len: PositiveInt = Field(2048, description="Context window: prompt + output tokens.")
+    kv_cache_gib: PositiveFloat = Field(
+        1.0, description="KV cache size in GiB on CPU (vLLM's kv_cache_memory_bytes)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use (GPU only)."
+    )
+    device: Literal["cpu", "cuda"] = Field("cpu", description="Where the engine runs.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
+    enforce_eager: bool = Field(True, description="Skip torch.compile/graphs: faster start.")
+    enable_prefix_caching: bool = True
+    tensor_parallel_size: PositiveInt = 1
+    seed: int = 0
+    multiprocessing: bool = Field(
+        True, description="Run the engine core in its own process (overlaps HTTP work with compute)."
+    )
+
+
+class AutoscalingSettings(StrictModel):
+    """Ray Serve autoscaling of the model deployment."""
+
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: PositiveInt = 1
+    initial_replicas: int | None = Field(None, ge=0)
+    target_ongoing_requests: PositiveFloat = 32
+    upscale_delay_s: float = Field(10.0, ge=0)
+    downscale_delay_s: float = Field(60.0, ge=0)
+    look_back_period_s: PositiveFloat = 10.0
+    metrics_interval_s: PositiveFloat = 2.0
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "AutoscalingSettings":
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("min_replicas must not exceed max_replicas")
+        return self
+
+    def to_ray(self) -> dict[str, Any]:
+        """The dict Ray Serve's ``autoscaling_config`` takes."""
+        return self.model_dump(exclude_none=True)
+
+
+class DeploymentSettings(StrictModel):
+    """Ray Serve deployment options of the model deployment."""
+
+    autoscaling: AutoscalingSettings = AutoscalingSettings()
+    max_ongoing_requests: PositiveInt = Field(64, description="Requests one replica runs at once.")
+    max_queued_requests: int = Field(
+        128, ge=-1, description="Requests queued per caller before Serve rejects (-1: unbounded)."
+    )
+    health_check_period_s: PositiveFloat = 10.0
+    health_check_timeout_s: PositiveFloat = 30.0
+    graceful_shutdown_wait_loop_s: PositiveFloat = 2.0
+    graceful_shutdown_timeout_s: PositiveFloat = Field(
+        120.0, description="Longest a draining replica waits for in-flight streams."
+    )
+    num_cpus: PositiveFloat = Field(1.0, description="CPUs Ray reserves per model replica.")
+    num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves per model replica.")
+
+
+class ModelSettings(StrictModel):
+    """The served model: where its files are, how it is named, how it runs."""
+
+    id: str = Field(DEFAULT_MODEL_ID, min_length=1, description="The model id clients send.")
+    path: Path | None = Field(
+        None,
+        description="A local Hugging Face model folder. None: the packaged SmolLM2 default, "
+        "prepared once into cache_dir.",
+    )
+    cache_dir: Path = Field(
+        Path("~/.cache/llm-serving/models"), description="Where prepared models are kept."
+    )
+    version: str = Field("1", min_length=1, description="Model version, for dashboards and feedback.")
+    owned_by: str = "llm-serving"
+    engine: EngineSettings = EngineSettings()
+    deployment: DeploymentSettings = DeploymentSettings()
+
+
+class HTTPSettings(StrictModel):
+    """Where Ray Serve's HTTP proxy listens, and the ingress topology."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    topology: Literal["colocated", "split"] = Field(
+        "colocated",
+        description="colocated: the OpenAI routes live in the model deployment (one hop). "
+        "split: a separate ingress deployment streams from the model deployment via a handle.",
+    )
+    ingress_num_cpus: PositiveFloat = Field(0.25, description="CPUs per ingress replica (split).")
+    ingress_replicas: PositiveInt = Field(1, description="Ingress replicas (split).")
+    request_timeout_s: PositiveFloat = Field(
+        600.0, description="Longest a request may run before it is cut (generation deadline)."
+    )
+
+
+class RaySettings(StrictModel):
+    """How the local runner starts Ray (KubeRay starts Ray itself on Kubernetes)."""
+
+    metrics_export_port: int = Field(8080, ge=1, le=65535)
+    num_cpus: PositiveInt | None = None
+    object_store_memory_mb: PositiveInt = 200
+    temp_dir: Path | None = Field(None, description="Ray's temp dir; None: a project-specific one.")
+    include_dashboard: bool = False
+
+
+class LoggingSettings(StrictModel):
+    """Structured request logs. Prompt and completion text are never logged."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_logs: bool = True
+
+
+class Settings(BaseSettings):
+    """The whole settings tree of one serving application."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    model: ModelSettings = ModelSettings()
+    http: HTTPSettings = HTTPSettings()
+    ray: RaySettings = RaySettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (the file arrives as init kwargs).
+        return (env_settings, init_settings)
+
+
+def load_settings(
+    values: Mapping[str, Any] | None = None,
+    *,
+    path: str | os.PathLike[str] | None = None,
+) -> Settings:
+    """Validate settings from a mapping or a YAML file, with environment overrides.
+
+    A YAML file may be either a bare settings tree or a Ray Serve config file, in which
+    case the first application's ``args`` are the settings tree.
+    """
+    data: dict[str, Any] = dict(values or {})
+    if path is not None:
+        data = {**settings_from_yaml(Path(path)), **data}
+    return Settings(**data)
+
+
+def settings_from_yaml(path: Path) -> dict[str, Any]:
+    """The settings mapping inside a YAML file (bare tree or Serve config)."""
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    if "applications" in loaded:
+        apps = loaded["applications"] or []
+        if not apps:
+            raise ValueError(f"{path}: Serve config has no applications")
+        loaded = apps[0].get("args") or {}
+    return loaded

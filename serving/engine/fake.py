@@ -1,0 +1,148 @@
+"""A deterministic engine for fast unit tests at the engine seam (never the real-path proof).
+
+It "tokenizes" on whitespace, answers with a fixed script of words, honours
+max_tokens, stop strings, n, logprobs and the context window, and can be told to
+fail or stall, so every branch of the HTTP layer can be driven without vLLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from serving.engine.protocol import (
+    ChoiceDelta,
+    EngineLoad,
+    GenerateOutput,
+    GenerateRequest,
+    ModelInfo,
+    TokenLogprob,
+    TopLogprob,
+)
+from serving.errors import ContextLengthExceededError, EngineError, ServiceUnavailableError
+
+
+@dataclass
+class FakeEngineConfig:
+    """How the fake engine behaves."""
+
+    model_id: str = "fake-model"
+    max_model_len: int = 128
+    reply: tuple[str, ...] = ("Hello", " from", " the", " fake", " engine", ".")
+    token_delay_s: float = 0.0
+    fail_after_tokens: int | None = None  # raise EngineError after this many tokens
+    healthy: bool = True
+
+
+@dataclass
+class FakeEngine:
+    """Implements ``serving.engine.protocol.Engine`` without a model."""
+
+    config: FakeEngineConfig = field(default_factory=FakeEngineConfig)
+    aborted: list[str] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)
+    started: bool = False
+
+    @property
+    def info(self) -> ModelInfo:
+        return ModelInfo(id=self.config.model_id, max_model_len=self.config.max_model_len, created=0)
+
+    async def start(self) -> None:
+        self.started = True
+
+    def count_tokens(self, request: GenerateRequest) -> int:
+        """Whitespace tokens of the prompt, or of every message plus 3 per message."""
+        if request.prompt is not None:
+            return len(request.prompt.split())
+        return sum(len(m["content"].split()) + 3 for m in request.messages or ())
+
+    def _script(self, request: GenerateRequest) -> list[str]:
+        if request.sampling.json_schema is not None or request.sampling.json_object:
+            return [json.dumps({"answer": "fake"})]
+        return list(self.config.reply)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        if not self.config.healthy:
+            raise ServiceUnavailableError("fake engine is down")
+        prompt_tokens = self.count_tokens(request)
+        room = self.config.max_model_len - prompt_tokens
+        wanted = request.sampling.max_tokens
+        if room <= 0 or (wanted is not None and wanted > room):
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {self.config.max_model_len} tokens; "
+                f"the prompt has {prompt_tokens} tokens and {wanted} output tokens were requested.",
+                param="messages" if request.messages is not None else "prompt",
+            )
+        limit = min(wanted if wanted is not None else room, room)
+        self.running.add(request.request_id)
+        try:
+            first = True
+            script = self._script(request)
+            states = [{"emitted": 0, "text": "", "done": False} for _ in range(request.sampling.n)]
+            step = 0
+            while not all(s["done"] for s in states):
+                if self.config.token_delay_s:
+                    await asyncio.sleep(self.config.token_delay_s)
+                else:
+                    await asyncio.sleep(0)
+                if self.config.fail_after_tokens is not None and step >= self.config.fail_after_tokens:
+                    raise EngineError("fake engine failure")
+                deltas = [self._advance(i, s, script, limit, request) for i, s in enumerate(states) if not s["done"]]
+                yield GenerateOutput(
+                    prompt_tokens=prompt_tokens,
+                    choices=deltas,
+                    queue_time_s=0.0 if first else None,
+                )
+                first = False
+                step += 1
+        finally:
+            self.running.discard(request.request_id)
+
+    def _advance(
+        self, index: int, state: dict, script: list[str], limit: int, request: GenerateRequest
+    ) -> ChoiceDelta:
+        token = script[state["emitted"] % len(script)] if state["emitted"] < len(script) else ""
+        state["emitted"] += 1
+        finish = None
+        text = token
+        for stop in request.sampling.stop:
+            cut = (state["text"] + token).find(stop)
+            if cut >= 0:
+                text = (state["text"] + token)[:cut][len(state["text"]):]
+                finish = "stop"
+                break
+        state["text"] += text
+        if finish is None:
+            if state["emitted"] >= len(script):
+                finish = "stop"
+            elif state["emitted"] >= limit:
+                finish = "length"
+        if state["emitted"] >= limit and finish is None:
+            finish = "length"
+        state["done"] = finish is not None
+        logprobs = None
+        if request.sampling.logprobs is not None:
+            top = tuple(TopLogprob(token=t, logprob=-0.5 - i) for i, t in enumerate([token, "x", "y"][: request.sampling.logprobs]))
+            logprobs = [TokenLogprob(token=token, logprob=-0.5, top=top)]
+        return ChoiceDelta(index=index, text=text, num_tokens=1, finish_reason=finish, logprobs=logprobs)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+        self.running.discard(request_id)
+
+    async def check_health(self) -> None:
+        if not self.config.healthy:
+            raise ServiceUnavailableError("fake engine is down")
+
+    def load(self) -> EngineLoad:
+        return EngineLoad(running=len(self.running), waiting=0, max_running=64)
+
+    async def shutdown(self) -> None:
+        self.started = False
+
+    def now(self) -> float:
+        """Monotonic clock (a seam for tests)."""
+        return time.monotonic()

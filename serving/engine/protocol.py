@@ -1,0 +1,143 @@
+"""The engine seam: what the HTTP layer needs from an inference engine, and nothing more.
+
+Only ``serving.engine.vllm_engine`` imports vLLM. Engines raise errors from
+``serving.errors`` (never yield error objects mixed with chunks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "content_filter", "abort"]
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """Sampling parameters, already validated by the API layer."""
+
+    max_tokens: int | None = None  # None: up to the context window
+    temperature: float = 1.0
+    top_p: float = 1.0
+    n: int = 1
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logprobs: int | None = None  # None: off; k >= 0: sampled token plus k alternatives
+    json_schema: dict[str, Any] | None = None
+    json_object: bool = False
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """One generation: a raw prompt (completions) or chat messages (chat)."""
+
+    request_id: str
+    sampling: SamplingOptions
+    prompt: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("exactly one of prompt or messages must be given")
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    """One candidate token at a position."""
+
+    token: str
+    logprob: float
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """The sampled token at a position, with its top alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[TopLogprob, ...] = ()
+
+
+@dataclass
+class ChoiceDelta:
+    """New output of one choice since the previous step."""
+
+    index: int
+    text: str
+    num_tokens: int
+    finish_reason: FinishReason | None = None
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclass
+class GenerateOutput:
+    """One step of a generation stream: deltas of the choices that advanced."""
+
+    prompt_tokens: int
+    choices: list[ChoiceDelta] = field(default_factory=list)
+    # Wall-clock seconds the request waited in the engine before its first step,
+    # when the engine knows it (first output only).
+    queue_time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What clients and operators see of the served model."""
+
+    id: str
+    max_model_len: int
+    created: int
+    owned_by: str = "llm-serving"
+    version: str = "1"
+    root: str = ""
+
+
+@dataclass(frozen=True)
+class EngineLoad:
+    """What the engine reports about its load, for admission control."""
+
+    running: int
+    waiting: int
+    max_running: int
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An inference engine that streams deltas and can abort a request."""
+
+    @property
+    def info(self) -> ModelInfo:
+        """The served model's id, context window and metadata."""
+        ...
+
+    async def start(self) -> None:
+        """Load the model; return when the engine can generate."""
+        ...
+
+    def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        """Stream deltas until every choice finished; raise on failure.
+
+        Raises ContextLengthExceededError (prompt too long), InvalidRequestError
+        (parameters the engine rejects), EngineError (generation failed) and
+        ServiceUnavailableError (the engine is dead). Closing the iterator early
+        aborts the request in the engine.
+        """
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Stop a running request and free its resources (no-op if unknown)."""
+        ...
+
+    async def check_health(self) -> None:
+        """Return if the engine can generate; raise ServiceUnavailableError if not."""
+        ...
+
+    def load(self) -> EngineLoad:
+        """Current running/waiting requests, for admission control."""
+        ...
+
+    async def shutdown(self) -> None:
+        """Stop the engine and release its processes."""
+        ...
