@@ -18,7 +18,8 @@ from serving.engine.protocol import GenerateOutput, GenerateRequest
 class RequestContext:
     """What policies may read and annotate about one request (no raw key is kept)."""
 
-    request_id: str
+    request_id: str  # the client's x-request-id, or a new one; echoed and logged
+    response_id: str  # the unique id of the response (chatcmpl-..., cmpl-...), the engine's request id
     route: str  # the route template, e.g. "/v1/chat/completions"
     model: str
     headers: Mapping[str, str]

@@ -98,3 +98,28 @@ FinishReason = Literal["stop", "length", "content_filter"]
 def drop_none(data: dict[str, Any]) -> dict[str, Any]:
     """The mapping without keys whose value is None."""
     return {k: v for k, v in data.items() if v is not None}
+
+
+# Parameters OpenAI defines that this server does not implement: a clear 400 names them.
+KNOWN_UNSUPPORTED_PARAMETERS = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "functions",
+        "function_call",
+        "logit_bias",
+        "audio",
+        "modalities",
+        "prediction",
+        "store",
+        "metadata",
+        "service_tier",
+        "reasoning_effort",
+        "web_search_options",
+        "suffix",
+        "verbosity",
+        "prompt_cache_key",
+        "safety_identifier",
+    }
+)

@@ -1,0 +1,169 @@
+"""Chat completions: wire model -> engine request -> response or SSE stream."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator
+
+from serving.api.chat_completion.protocol import (
+    ChatCompletionChoice,
+    ChatCompletionChunk,
+    ChatCompletionChunkChoice,
+    ChatCompletionMessage,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChoiceLogprobs,
+    DeltaMessage,
+    TokenLogprobEntry,
+    TopLogprobEntry,
+)
+from serving.api.common.pipeline import Generation, GenerationPipeline
+from serving.api.common.protocol import now, usage
+from serving.api.common.sampling import include_usage, sampling_options
+from serving.api.common.sse import DONE, sse_error, sse_event
+from serving.engine.protocol import ChoiceDelta, GenerateRequest, TokenLogprob
+from serving.errors import ServerError, ServingError
+from serving.gateway.hooks import RequestContext
+
+ROUTE = "/v1/chat/completions"
+
+
+def to_generate_request(body: ChatCompletionRequest, request_id: str) -> GenerateRequest:
+    """The engine request of a chat completion body."""
+    json_schema = None
+    json_object = False
+    fmt = body.response_format
+    if fmt is not None and fmt.type == "json_schema":
+        json_schema = fmt.json_schema.schema_ or {"type": "object"}
+    elif fmt is not None and fmt.type == "json_object":
+        json_object = True
+    logprobs = None
+    if body.logprobs:
+        logprobs = body.top_logprobs or 0
+    sampling = sampling_options(
+        body,
+        max_tokens=body.output_limit(),
+        logprobs=logprobs,
+        json_schema=json_schema,
+        json_object=json_object,
+    )
+    messages = tuple(m.for_template() for m in body.messages)
+    return GenerateRequest(request_id=request_id, sampling=sampling, messages=messages)
+
+
+def logprob_entries(logprobs: list[TokenLogprob] | None) -> list[TokenLogprobEntry]:
+    """OpenAI chat ``logprobs.content`` entries."""
+    return [
+        TokenLogprobEntry(
+            token=lp.token,
+            logprob=lp.logprob,
+            bytes=list(lp.token.encode("utf-8")),
+            top_logprobs=[
+                TopLogprobEntry(token=t.token, logprob=t.logprob, bytes=list(t.token.encode("utf-8")))
+                for t in lp.top
+            ],
+        )
+        for lp in logprobs or ()
+    ]
+
+
+def _finish(choice: ChoiceDelta) -> str | None:
+    if choice.finish_reason == "abort":
+        raise ServerError("the engine aborted the generation")
+    return choice.finish_reason
+
+
+class OpenAIServingChat:
+    """Serves ``POST /v1/chat/completions`` on a generation pipeline."""
+
+    def __init__(self, pipeline: GenerationPipeline) -> None:
+        self.pipeline = pipeline
+
+    async def create(
+        self, body: ChatCompletionRequest, ctx: RequestContext
+    ) -> ChatCompletionResponse | AsyncIterator[str]:
+        """A whole response, or (``stream=True``) an iterator of SSE events."""
+        generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id))
+        if body.stream:
+            return self._stream(body, ctx, generation)
+        return await self._collect(body, ctx, generation)
+
+    async def _collect(
+        self, body: ChatCompletionRequest, ctx: RequestContext, generation: Generation
+    ) -> ChatCompletionResponse:
+        texts = [""] * body.n
+        logprobs: list[list[TokenLogprob]] = [[] for _ in range(body.n)]
+        finish: list[str] = ["stop"] * body.n
+        async for out in generation.outputs():
+            for choice in out.choices:
+                texts[choice.index] += choice.text
+                logprobs[choice.index].extend(choice.logprobs or ())
+                reason = _finish(choice)
+                if reason is not None:
+                    finish[choice.index] = reason
+        return ChatCompletionResponse(
+            id=ctx.response_id,
+            created=now(),
+            model=ctx.model,
+            choices=[
+                ChatCompletionChoice(
+                    index=i,
+                    message=ChatCompletionMessage(content=texts[i]),
+                    logprobs=ChoiceLogprobs(content=logprob_entries(logprobs[i])) if body.logprobs else None,
+                    finish_reason=finish[i],
+                )
+                for i in range(body.n)
+            ],
+            usage=usage(generation.prompt_tokens, generation.completion_tokens),
+        )
+
+    async def _stream(
+        self, body: ChatCompletionRequest, ctx: RequestContext, generation: Generation
+    ) -> AsyncIterator[str]:
+        created = now()
+        with_usage = include_usage(body)
+        # OpenAI sends "usage": null on every chunk only when include_usage is set.
+        chunk_exclude = {"system_fingerprint"} if with_usage else {"system_fingerprint", "usage"}
+
+        def chunk(index: int, delta: DeltaMessage, finish: str | None = None, lp: list[TokenLogprob] | None = None) -> str:
+            return sse_event(
+                ChatCompletionChunk(
+                    id=ctx.response_id,
+                    created=created,
+                    model=ctx.model,
+                    choices=[
+                        ChatCompletionChunkChoice(
+                            index=index,
+                            delta=delta,
+                            logprobs=ChoiceLogprobs(content=logprob_entries(lp)) if body.logprobs and lp else None,
+                            finish_reason=finish,
+                        )
+                    ],
+                ).model_dump_json(exclude=chunk_exclude)
+            )
+
+        outputs = generation.outputs()
+        try:
+            for index in range(body.n):
+                yield chunk(index, DeltaMessage(role="assistant", content=""))
+            async for out in outputs:
+                for choice in out.choices:
+                    if choice.text or choice.logprobs:
+                        yield chunk(choice.index, DeltaMessage(content=choice.text), lp=choice.logprobs)
+                    reason = _finish(choice)
+                    if reason is not None:
+                        yield chunk(choice.index, DeltaMessage(), finish=reason)
+            if with_usage:
+                yield sse_event(
+                    ChatCompletionChunk(
+                        id=ctx.response_id,
+                        created=created,
+                        model=ctx.model,
+                        choices=[],
+                        usage=usage(generation.prompt_tokens, generation.completion_tokens),
+                    ).model_dump_json(exclude={"system_fingerprint"})
+                )
+        except ServingError as exc:
+            yield sse_error(exc)
+        finally:
+            await outputs.aclose()
+        yield DONE

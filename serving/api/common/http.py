@@ -1,0 +1,83 @@
+"""HTTP glue shared by the API routes: request context, responses, request ids."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Any, AsyncIterator
+
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from serving.api.common.protocol import new_id
+from serving.api.common.sse import SSE_HEADERS
+from serving.errors import ModelNotFoundError
+from serving.gateway.hooks import RequestContext
+
+REQUEST_ID_HEADER = "x-request-id"
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def request_id_from(headers: Any) -> str:
+    """The client's ``x-request-id`` if it is a sane token, else a new one."""
+    given = headers.get(REQUEST_ID_HEADER)
+    if given and _VALID_REQUEST_ID.match(given):
+        return given
+    return f"req-{secrets.token_hex(12)}"
+
+
+def request_context(request: Request, *, route: str, body: Any, served_model: str, id_prefix: str) -> RequestContext:
+    """The policies' view of one request; 404 if it names a model we do not serve."""
+    model = getattr(body, "model", None)
+    if model is not None and model != served_model:
+        raise ModelNotFoundError(
+            f"The model `{model}` does not exist or you do not have access to it.", param="model"
+        )
+    ctx = RequestContext(
+        request_id=request.state.request_id,
+        response_id=new_id(id_prefix),
+        route=route,
+        model=served_model,
+        headers=request.headers,
+        body=body,
+    )
+    request.state.ctx = ctx
+    return ctx
+
+
+def respond(result: BaseModel | AsyncIterator[str], ctx: RequestContext) -> Response:
+    """A JSON response for a whole result, or an SSE stream for an iterator."""
+    if isinstance(result, BaseModel):
+        return Response(
+            content=result.model_dump_json(),
+            media_type="application/json",
+            headers=ctx.response_headers,
+        )
+    return StreamingResponse(
+        result, media_type="text/event-stream", headers={**SSE_HEADERS, **ctx.response_headers}
+    )
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware: assigns ``request.state.request_id`` and echoes ``x-request-id``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        request_id = request_id_from(headers)
+        scope.setdefault("state", {})["request_id"] = request_id
+        encoded = request_id.encode("latin-1")
+
+        async def send_with_id(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(REQUEST_ID_HEADER.encode(), encoded)]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,0 +1,304 @@
+"""The vLLM adapter: the only module that imports ``vllm``.
+
+It renders chat templates and tokenizes with the engine's own tokenizer (so the
+context-window check and usage counts are exact), streams ``RequestOutputKind.DELTA``
+outputs (vLLM merges deltas while a consumer is busy, so a slow stream coalesces
+instead of queueing), and translates vLLM's exceptions into ``serving.errors``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from serving.config.settings import EngineSettings
+from serving.engine.protocol import (
+    ChoiceDelta,
+    EngineLoad,
+    GenerateOutput,
+    GenerateRequest,
+    ModelInfo,
+    SamplingOptions,
+    TokenLogprob,
+    TopLogprob,
+)
+from serving.errors import (
+    ContextLengthExceededError,
+    EngineError,
+    InvalidRequestError,
+    ServiceUnavailableError,
+)
+
+logger = logging.getLogger(__name__)
+
+_GIB = 1024**3
+
+
+def engine_environment(settings: EngineSettings) -> dict[str, str]:
+    """Environment variables vLLM reads at engine creation, derived from settings."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "1" if settings.multiprocessing else "0"}
+    if settings.device == "cpu":
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, round(settings.kv_cache_gib)))
+    return env
+
+
+def engine_args(model_path: Path, served_name: str, settings: EngineSettings) -> Any:
+    """vLLM ``AsyncEngineArgs`` from our typed engine settings."""
+    from vllm.engine.arg_utils import AsyncEngineArgs
+
+    kwargs: dict[str, Any] = dict(
+        model=str(model_path),
+        served_model_name=served_name,
+        max_model_len=settings.max_model_len,
+        max_num_seqs=settings.max_num_seqs,
+        dtype=settings.dtype,
+        enforce_eager=settings.enforce_eager,
+        enable_prefix_caching=settings.enable_prefix_caching,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        seed=settings.seed,
+        disable_log_stats=False,
+        enable_log_requests=False,
+        generation_config="auto",
+    )
+    if settings.max_num_batched_tokens is not None:
+        kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens
+    if settings.device == "cpu":
+        kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * _GIB)
+    else:
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    return AsyncEngineArgs(**kwargs)
+
+
+class VLLMEngine:
+    """``serving.engine.protocol.Engine`` over vLLM's ``AsyncLLM``."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        model_id: str,
+        settings: EngineSettings,
+        version: str = "1",
+        owned_by: str = "llm-serving",
+        ray_metrics: bool = False,
+    ) -> None:
+        self._path = Path(model_path)
+        self._settings = settings
+        self._ray_metrics = ray_metrics
+        self._engine: Any = None
+        self._tokenizer: Any = None
+        self._load = EngineLoad(running=0, waiting=0, max_running=settings.max_num_seqs)
+        self._info = ModelInfo(
+            id=model_id,
+            max_model_len=settings.max_model_len,
+            created=int(time.time()),
+            owned_by=owned_by,
+            version=version,
+            root=str(self._path),
+        )
+
+    @property
+    def info(self) -> ModelInfo:
+        return self._info
+
+    async def start(self) -> None:
+        os.environ.update(engine_environment(self._settings))
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        loggers: list[Any] = [self._load_tracker_factory()]
+        if self._ray_metrics:
+            from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+            loggers.append(RayPrometheusStatLogger)
+        args = engine_args(self._path, self._info.id, self._settings)
+        started = time.monotonic()
+        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+        self._tokenizer = self._engine.get_tokenizer()
+        logger.info("engine ready in %.1fs", time.monotonic() - started)
+
+    def _load_tracker_factory(self) -> Any:
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        adapter = self
+
+        class LoadTracker(StatLoggerBase):
+            """Keeps the scheduler's latest running/waiting counts for admission control."""
+
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                pass
+
+            def record(self, scheduler_stats: Any, iteration_stats: Any, mm_cache_stats: Any = None, engine_idx: int = 0) -> None:
+                if scheduler_stats is not None:
+                    adapter._load = EngineLoad(
+                        running=scheduler_stats.num_running_reqs,
+                        waiting=scheduler_stats.num_waiting_reqs + scheduler_stats.num_skipped_waiting_reqs,
+                        max_running=adapter._settings.max_num_seqs,
+                    )
+
+            def log_engine_initialized(self) -> None:
+                pass
+
+        return LoadTracker
+
+    # -- prompts -------------------------------------------------------------
+
+    def prompt_token_ids(self, request: GenerateRequest) -> list[int]:
+        """The token ids the engine will see for this request's prompt or messages."""
+        if request.messages is not None:
+            return list(
+                self._tokenizer.apply_chat_template(
+                    [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=True
+                )
+            )
+        return list(self._tokenizer.encode(request.prompt or "", add_special_tokens=False))
+
+    def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        """How many tokens the prompt of ``request`` takes (for context policies)."""
+        return len(self.prompt_token_ids(request))
+
+    def _check_length(self, request: GenerateRequest, prompt_len: int) -> int:
+        limit = self._info.max_model_len
+        param = "messages" if request.messages is not None else "prompt"
+        wanted = request.sampling.max_tokens
+        if prompt_len >= limit or (wanted is not None and prompt_len + wanted > limit):
+            asked = f" and {wanted} in the completion" if wanted is not None else ""
+            raise ContextLengthExceededError(
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{prompt_len + (wanted or 0)} tokens ({prompt_len} in the {param}{asked}). "
+                "Please reduce the length of the messages or completion.",
+                param=param,
+            )
+        return wanted if wanted is not None else limit - prompt_len
+
+    # -- generation ----------------------------------------------------------
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        from vllm.inputs import TokensPrompt
+
+        engine = self._require_engine()
+        ids = self.prompt_token_ids(request)
+        max_tokens = self._check_length(request, len(ids))
+        params = self._sampling_params(request.sampling, max_tokens)
+        prompt_tokens = len(ids)
+        first = True
+        stream = engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id)
+        try:
+            async for out in _translated(stream):
+                yield GenerateOutput(
+                    prompt_tokens=prompt_tokens,
+                    choices=[self._delta(c, request.sampling) for c in out.outputs],
+                    queue_time_s=_queue_time(out) if first else None,
+                )
+                first = False
+        finally:
+            await stream.aclose()
+
+    def _sampling_params(self, sampling: SamplingOptions, max_tokens: int) -> Any:
+        from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
+
+        structured = None
+        if sampling.json_schema is not None:
+            structured = StructuredOutputsParams(json=sampling.json_schema)
+        elif sampling.json_object:
+            structured = StructuredOutputsParams(json_object=True)
+        try:
+            return SamplingParams(
+                n=sampling.n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                seed=sampling.seed,
+                stop=list(sampling.stop) or None,
+                presence_penalty=sampling.presence_penalty,
+                frequency_penalty=sampling.frequency_penalty,
+                max_tokens=max_tokens,
+                logprobs=sampling.logprobs,
+                structured_outputs=structured,
+                output_kind=RequestOutputKind.DELTA,
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidRequestError(f"Invalid sampling parameters: {exc}") from exc
+
+    def _delta(self, output: Any, sampling: SamplingOptions) -> ChoiceDelta:
+        logprobs = None
+        if sampling.logprobs is not None and output.logprobs is not None:
+            logprobs = [
+                _token_logprob(token_id, position, sampling.logprobs)
+                for token_id, position in zip(output.token_ids, output.logprobs)
+            ]
+        return ChoiceDelta(
+            index=output.index,
+            text=output.text,
+            num_tokens=len(output.token_ids),
+            finish_reason=output.finish_reason,
+            logprobs=logprobs,
+        )
+
+    async def abort(self, request_id: str) -> None:
+        if self._engine is not None:
+            await self._engine.abort(request_id)
+
+    async def check_health(self) -> None:
+        engine = self._require_engine()
+        try:
+            await engine.check_health()
+        except Exception as exc:  # vLLM raises EngineDeadError; anything else is as bad
+            raise ServiceUnavailableError(f"engine unhealthy: {exc}") from exc
+
+    def load(self) -> EngineLoad:
+        return self._load
+
+    async def shutdown(self) -> None:
+        if self._engine is not None:
+            self._engine.shutdown()
+            self._engine = None
+
+    def _require_engine(self) -> Any:
+        if self._engine is None:
+            raise ServiceUnavailableError("engine not started")
+        if self._engine.errored:
+            raise ServiceUnavailableError("engine is dead")
+        return self._engine
+
+
+async def _translated(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """vLLM's stream with its exceptions turned into ours."""
+    from vllm.exceptions import VLLMClientError
+    from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+    try:
+        async for out in stream:
+            yield out
+    except asyncio.CancelledError:
+        raise
+    except EngineDeadError as exc:
+        raise ServiceUnavailableError("engine is dead") from exc
+    except (VLLMClientError, ValueError) as exc:
+        raise InvalidRequestError(str(exc)) from exc
+    except EngineGenerateError as exc:
+        raise EngineError(f"generation failed: {exc.__cause__!r}") from exc
+
+
+def _token_logprob(token_id: int, position: dict[int, Any], top_k: int) -> TokenLogprob:
+    sampled = position[token_id]
+    ranked = sorted(position.items(), key=lambda item: item[1].logprob, reverse=True)[:top_k]
+    return TokenLogprob(
+        token=sampled.decoded_token or "",
+        logprob=_finite(sampled.logprob),
+        top=tuple(TopLogprob(token=lp.decoded_token or "", logprob=_finite(lp.logprob)) for _, lp in ranked),
+    )
+
+
+def _finite(value: float) -> float:
+    """Logprobs of -inf are not JSON: clamp like OpenAI's -9999."""
+    return max(value, -9999.0)
+
+
+def _queue_time(output: Any) -> float | None:
+    metrics = getattr(output, "metrics", None)
+    if metrics is None or not getattr(metrics, "scheduled_ts", 0) or not getattr(metrics, "queued_ts", 0):
+        return None
+    return max(0.0, metrics.scheduled_ts - metrics.queued_ts)

@@ -1,0 +1,81 @@
+"""The API key check: the first policy of the request path."""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+from serving.engine.protocol import GenerateRequest
+from serving.errors import AuthenticationError
+from serving.gateway.auth.keys import KeyStore
+from serving.gateway.hooks import RequestContext
+from serving.gateway.metrics import ALLOWED, DENIED, GatewayMetrics
+
+log = logging.getLogger(__name__)
+
+_MISSING = (
+    "You didn't provide an API key. Send it in the Authorization header as "
+    "'Authorization: Bearer YOUR_KEY'."
+)
+_INVALID = "Incorrect API key provided."
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key in ``Authorization: Bearer KEY`` (or ``api-key`` / ``x-api-key``), if any."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    auth = lowered.get("authorization", "").strip()
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        return None
+    for name in ("api-key", "x-api-key"):
+        if lowered.get(name, "").strip():
+            return lowered[name].strip()
+    return None
+
+
+class AuthPolicy:
+    """Refuses requests without a known key (401); sets ``ctx.key_id`` and ``ctx.tier``."""
+
+    name = "auth"
+
+    def __init__(self, store: KeyStore, *, default_tier: str, metrics: GatewayMetrics) -> None:
+        self.store = store
+        self.default_tier = default_tier
+        self.metrics = metrics
+
+    async def before(self, ctx: RequestContext) -> GenerateRequest | None:
+        key = presented_key(ctx.headers)
+        if key is None:
+            self.metrics.decision(self.name, DENIED, "missing")
+            raise AuthenticationError(_MISSING, code="missing_api_key")
+        record = self.store.lookup(key)
+        if record is None:
+            self.metrics.decision(self.name, DENIED, "invalid")
+            log.info("request %s refused: unknown API key", ctx.request_id)
+            raise AuthenticationError(_INVALID)
+        ctx.key_id = record.key_id
+        ctx.tier = record.tier or self.default_tier
+        self.metrics.decision(self.name, ALLOWED, tier=ctx.tier, key_id=ctx.key_id)
+        return None
+
+    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+        return None
+
+
+class AnonymousPolicy:
+    """With auth off: every request is the ``anonymous`` key in the default tier."""
+
+    name = "anonymous"
+
+    def __init__(self, *, default_tier: str) -> None:
+        self.default_tier = default_tier
+
+    async def before(self, ctx: RequestContext) -> GenerateRequest | None:
+        ctx.key_id = ctx.key_id or "anonymous"
+        ctx.tier = ctx.tier or self.default_tier
+        return None
+
+    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+        return None
