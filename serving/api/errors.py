@@ -72,7 +72,7 @@ def register_error_handlers(app: FastAPI) -> None:
     async def _serving_error(request: Request, exc: ServingError) -> JSONResponse:
         outcome = "rate_limited" if exc.status_code == 429 else ("client_error" if exc.status_code < 500 else "server_error")
         _record(request, exc.status_code, outcome)
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and getattr(request.state, "ctx", None) is None:
             logger.error("request %s: %s", getattr(request.state, "request_id", "?"), exc.message)
         return JSONResponse(error_body_for(exc), status_code=exc.status_code, headers=_headers(request, exc.headers))
 

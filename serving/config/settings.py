@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from serving.gateway.settings import GatewaySettings
+
 ENV_PREFIX = "SERVING_"
 ENV_NESTED_DELIMITER = "__"
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct"
@@ -159,6 +161,7 @@ class Settings(BaseSettings):
     http: HTTPSettings = HTTPSettings()
     ray: RaySettings = RaySettings()
     logging: LoggingSettings = LoggingSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @classmethod
     def settings_customise_sources(

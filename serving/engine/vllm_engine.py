@@ -149,12 +149,12 @@ class VLLMEngine:
     def prompt_token_ids(self, request: GenerateRequest) -> list[int]:
         """The token ids the engine will see for this request's prompt or messages."""
         if request.messages is not None:
-            return list(
-                self._tokenizer.apply_chat_template(
-                    [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=True
-                )
+            text = self._tokenizer.apply_chat_template(
+                [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
             )
-        return list(self._tokenizer.encode(request.prompt or "", add_special_tokens=False))
+        else:
+            text = request.prompt or ""
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
 
     def count_prompt_tokens(self, request: GenerateRequest) -> int:
         """How many tokens the prompt of ``request`` takes (for context policies)."""

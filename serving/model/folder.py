@@ -88,6 +88,7 @@ def build_once(dest: Path, fingerprint: dict[str, Any], build: Callable[[Path], 
         try:
             build(tmp)
             _write_marker(tmp, fingerprint)
+            _make_readable(tmp)
             _move_into_place(tmp, dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -105,6 +106,15 @@ def _write_marker(folder: Path, fingerprint: dict[str, Any]) -> None:
     part = folder / (MARKER_NAME + ".part")
     part.write_text(json.dumps(marker, indent=2, sort_keys=True))
     os.replace(part, folder / MARKER_NAME)
+
+
+def _make_readable(folder: Path) -> None:
+    """Give the folder and its files the usual umask permissions (mkdtemp makes it 0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def _move_into_place(tmp: Path, dest: Path) -> None:

@@ -11,7 +11,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 if TYPE_CHECKING:  # transformers/torch are imported lazily: importing this module is cheap
     import torch
@@ -20,30 +20,38 @@ if TYPE_CHECKING:  # transformers/torch are imported lazily: importing this modu
 WEIGHTS_NAME = "model.safetensors"
 # Noise that transformers' save_pretrained puts into tokenizer_config.json.
 _TOKENIZER_CONFIG_DROP = ("is_local", "local_files_only", "name_or_path")
+# Left over from loading a GGUF file; the saved weights are plain bf16, not quantised.
+_MODEL_CONFIG_DROP = ("_name_or_path", "_model_name_or_path", "quantization_config")
 
 
 @contextmanager
 def quiet_transformers() -> Iterator[None]:
     """Offline, no progress bars, no info chatter: our own stage lines are the display."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub reads it
-    saved_tqdm = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"  # the GGUF loader uses a bare tqdm bar
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as hf_logging
 
     saved_level = hf_logging.get_verbosity()
     bars_were_on = hf_logging.is_progress_bar_enabled()
+    # The GGUF loader draws a bare tqdm bar that no transformers switch turns off.
+    saved_tqdm = getattr(gguf_utils, "tqdm", None)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    if saved_tqdm is not None:
+        gguf_utils.tqdm = _no_bar
     try:
         yield
     finally:
         hf_logging.set_verbosity(saved_level)
         if bars_were_on:
             hf_logging.enable_progress_bar()
-        if saved_tqdm is None:
-            os.environ.pop("TQDM_DISABLE", None)
-        else:
-            os.environ["TQDM_DISABLE"] = saved_tqdm
+        if saved_tqdm is not None:
+            gguf_utils.tqdm = saved_tqdm
+
+
+def _no_bar(iterable: Iterable[Any], *args: Any, **kwargs: Any) -> Iterable[Any]:
+    """A stand-in for tqdm that draws nothing."""
+    return iterable
 
 
 def load_gguf_tokenizer(gguf: Path) -> "PreTrainedTokenizerBase":
@@ -82,8 +90,9 @@ def save_model_config(config: "PretrainedConfig", dest: Path) -> None:
     transformers 5 nests ``rope_theta`` in ``rope_parameters``; readers built for
     earlier versions look for it at the top level, so it is written in both places.
     """
-    data: dict[str, Any] = config.to_dict()
-    data.pop("_name_or_path", None)
+    data: dict[str, Any] = config.to_diff_dict()
+    for key in _MODEL_CONFIG_DROP:
+        data.pop(key, None)
     data["architectures"] = ["LlamaForCausalLM"]
     data["dtype"] = data["torch_dtype"] = "bfloat16"
     rope = data.get("rope_parameters") or {}

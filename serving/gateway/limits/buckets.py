@@ -220,6 +220,8 @@ class LimiterCore:
             return
         for key in list(self._keys):
             state = self._keys[key]
+            for rid in [r for r, lease in state.leases.items() if lease.expires <= now]:
+                del state.leases[rid]
             for bucket in (state.requests, state.tokens):
                 if bucket is not None:
                     bucket.refill(now)

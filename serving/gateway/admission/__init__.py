@@ -1,0 +1,1 @@
+"""Admission control: 429 when the model queue is full."""

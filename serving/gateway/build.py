@@ -1,0 +1,154 @@
+"""Builds the gateway from settings: the request policies in order, and the ASGI middlewares.
+
+``serving.api.extensions.build_extensions`` calls ``build_gateway(settings, engine)``
+once per replica and passes what it returns to the app factory::
+
+    gateway = build_gateway(settings, engine, engine_is_local=...)
+    build_openai_app(settings, engine, policies=gateway.policies,
+                     middlewares=gateway.middlewares, ...)
+
+Policy order: auth -> hygiene -> admission -> rate limit. Admission comes before the
+rate limit so that a request refused for overload does not spend the key's quota;
+hygiene comes before it so that reservations use the capped max_tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, NamedTuple
+
+from serving.engine.protocol import Engine
+from serving.gateway.admission.policy import AdmissionController, AdmissionPolicy
+from serving.gateway.auth.keys import KeyStore
+from serving.gateway.auth.policy import AnonymousPolicy, AuthPolicy
+from serving.gateway.hygiene.body_limit import BodySizeLimitMiddleware
+from serving.gateway.hygiene.policy import HygienePolicy
+from serving.gateway.limits.policy import LimitResolver, RateLimitPolicy
+from serving.gateway.limits.store import Limiter, LocalLimiter
+from serving.gateway.metrics import DENIED, GatewayMetrics
+from serving.gateway.settings import GatewaySettings, LimitsSettings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway(NamedTuple):
+    """What the app factory mounts (unpacks as ``policies, middlewares``)."""
+
+    policies: list[Any]
+    middlewares: list[tuple[type, dict[str, Any]]]
+    metrics: GatewayMetrics | None = None
+
+
+def build_limiter(settings: LimitsSettings) -> Limiter:
+    """The counter store the settings ask for (``auto``: the Ray actor when Ray runs)."""
+    store = settings.store
+    if store == "auto":
+        import ray
+
+        store = "ray" if ray.is_initialized() else "local"
+    if store == "local":
+        return LocalLimiter(lease_s=settings.lease_s)
+    from serving.gateway.limits.ray_store import RayLimiter
+
+    return RayLimiter(
+        _actor_name(settings.actor_name), lease_s=settings.lease_s, timeout_s=settings.store_timeout_s
+    )
+
+
+def _actor_name(base: str) -> str:
+    """One limiter per Serve application: the app name is appended inside a replica."""
+    try:
+        from ray import serve
+
+        app = serve.get_replica_context().app_name
+    except Exception:  # not inside a Serve replica
+        return base
+    return f"{base}.{app}" if app else base
+
+
+def build_gateway(
+    settings: Any,
+    engine: Engine,
+    *,
+    engine_is_local: bool = True,
+    limiter: Limiter | None = None,
+    metrics: GatewayMetrics | None = None,
+) -> Gateway:
+    """Policies and middlewares for one replica, from the whole settings tree.
+
+    ``engine_is_local``: the engine runs in this replica, so its ``load()`` is real and
+    admission is enforced here. Pass False in a split ingress (the engine is behind a
+    handle): the policy then only counts in-flight requests, and the model replica
+    enforces admission with ``build_admission``.
+    """
+    gw: GatewaySettings = settings.gateway
+    metrics = metrics or GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
+
+    store: KeyStore | None = None
+    policies: list[Any] = []
+    if gw.auth.enabled:
+        assert gw.auth.keys_file is not None  # the settings validator guarantees it
+        store = KeyStore(gw.auth.keys_file, reload_interval_s=gw.auth.reload_interval_s)
+        policies.append(AuthPolicy(store, default_tier=gw.limits.default_tier, metrics=metrics))
+    else:
+        policies.append(AnonymousPolicy(default_tier=gw.limits.default_tier))
+    policies.append(HygienePolicy(gw.hygiene, max_model_len=engine.info.max_model_len, metrics=metrics))
+    admission = build_admission(settings, engine, metrics=metrics, enforce=engine_is_local)
+    policies.append(AdmissionPolicy(admission))
+    if gw.auth.enabled or _any_limit(gw.limits):
+        policies.append(
+            RateLimitPolicy(
+                limiter or build_limiter(gw.limits),
+                LimitResolver(gw.limits, store),
+                default_output_tokens=gw.limits.default_output_tokens,
+                fail_open=gw.limits.fail_open,
+                metrics=metrics,
+            )
+        )
+    middlewares: list[tuple[type, dict[str, Any]]] = [
+        (
+            BodySizeLimitMiddleware,
+            {
+                "max_body_bytes": gw.hygiene.max_body_bytes,
+                "on_reject": lambda: metrics.decision("hygiene", DENIED, "body_size"),
+            },
+        )
+    ]
+    return Gateway(policies=policies, middlewares=middlewares, metrics=metrics)
+
+
+def build_admission(
+    settings: Any, engine: Engine, *, metrics: GatewayMetrics | None = None, enforce: bool = True
+) -> AdmissionController:
+    """The admission check next to ``engine`` (the model replica in the split topology)."""
+    gw: GatewaySettings = settings.gateway
+    metrics = metrics or GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
+    controller = AdmissionController(engine.load, gw.admission, metrics=metrics, enforce=enforce)
+    if controller.enforce:
+        _warn_if_serve_queues_first(settings, controller.capacity(engine.load()))
+    return controller
+
+
+def _warn_if_serve_queues_first(settings: Any, capacity: int) -> None:
+    """Serve's own per-replica cap must sit above admission's, or Serve's 503 comes first."""
+    deployment = getattr(getattr(settings, "model", None), "deployment", None)
+    ongoing = getattr(deployment, "max_ongoing_requests", None)
+    if ongoing is not None and ongoing <= capacity:
+        log.warning(
+            "model.deployment.max_ongoing_requests (%d) <= admission capacity (%d): Serve will queue "
+            "and shed load (503) before admission answers 429; raise max_ongoing_requests",
+            ongoing,
+            capacity,
+        )
+
+
+def _any_limit(settings: LimitsSettings) -> bool:
+    """Whether any tier or settings override limits anything.
+
+    With auth on, the policy is installed regardless: a key may gain limits in the keys
+    file on a reload. Unlimited keys never reach the limiter store.
+    """
+    tiers = any(not t.is_unlimited() for t in settings.tiers.values())
+    keys = any(not k.is_unlimited() for k in settings.keys.values())
+    return tiers or keys
+

@@ -1,0 +1,1 @@
+"""Request hygiene: body size, message and character bounds, max_tokens caps."""

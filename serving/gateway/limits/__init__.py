@@ -1,0 +1,1 @@
+"""Per-key limits (rpm, tpm, concurrency): the algorithm, its stores, headers and policy."""

@@ -1,0 +1,41 @@
+"""Input moderation: a ``RequestPolicy`` that refuses blocked input with 400 content_filter."""
+
+from __future__ import annotations
+
+from serving.engine.protocol import GenerateRequest
+from serving.errors import ContentFilterError
+from serving.gateway.hooks import RequestContext
+from serving.moderation.metrics import INPUT
+from serving.moderation.policy import ModerationPolicy
+
+
+def request_text(request: GenerateRequest) -> str:
+    """Every piece of text the model would read (all messages, or the prompt)."""
+    if request.prompt is not None:
+        return request.prompt
+    return "\n".join(m.get("content", "") for m in request.messages or ())
+
+
+class InputModerationPolicy:
+    """Checks the engine request's text before the engine sees it."""
+
+    def __init__(self, policy: ModerationPolicy) -> None:
+        self.policy = policy
+
+    async def before(self, ctx: RequestContext) -> GenerateRequest | None:
+        """Raise ContentFilterError when the input is blocked; annotate the outcome."""
+        if ctx.generate is None:
+            return None
+        verdict = await self.policy.check(request_text(ctx.generate), stage=INPUT)
+        if verdict.blocked:
+            ctx.annotations["moderation"] = "input_blocked"
+            categories = ", ".join(verdict.blocked_categories)
+            raise ContentFilterError(
+                f"The input was blocked by the content policy (categories: {categories}).",
+                param="messages" if ctx.generate.messages is not None else "prompt",
+            )
+        ctx.annotations["moderation"] = "input_flagged" if verdict.flagged_categories else "passed"
+        return None
+
+    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+        """Nothing to account."""

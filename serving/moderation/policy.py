@@ -1,0 +1,159 @@
+"""The moderation policy: rules, PII detectors and an optional classifier -> a verdict.
+
+Rules and PII detectors are cheap and synchronous and report where they matched
+(the stream hook needs the positions to cut before a match). The classifier is an
+awaitable call to a Ray Serve deployment; when it fails or times out the policy
+fails open on it (the rules' verdict stands) and counts the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from dataclasses import dataclass
+from typing import Protocol
+
+from serving.moderation.metrics import ModerationMetrics
+from serving.moderation.settings import Action, ModerationSettings
+from serving.privacy.pii import PII_KINDS, find_pii
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One category found in a text (``start``/``end`` for rule and PII matches)."""
+
+    category: str
+    action: Action
+    score: float = 1.0
+    start: int = -1
+    end: int = -1
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Everything the policy found in one text."""
+
+    detections: tuple[Detection, ...] = ()
+
+    @property
+    def blocked(self) -> bool:
+        """True when any detection blocks."""
+        return any(d.action == "block" for d in self.detections)
+
+    @property
+    def blocked_categories(self) -> tuple[str, ...]:
+        """Categories that block, each once, in order of detection."""
+        return tuple(dict.fromkeys(d.category for d in self.detections if d.action == "block"))
+
+    @property
+    def flagged_categories(self) -> tuple[str, ...]:
+        """Categories reported without blocking."""
+        blocked = set(self.blocked_categories)
+        return tuple(
+            dict.fromkeys(d.category for d in self.detections if d.action == "flag" and d.category not in blocked)
+        )
+
+    def score(self, category: str) -> float:
+        """The highest score of ``category`` (0 when not detected)."""
+        return max((d.score for d in self.detections if d.category == category), default=0.0)
+
+
+class Classifier(Protocol):
+    """Scores one text per category (0..1); the deployment batches many callers."""
+
+    async def classify(self, text: str) -> dict[str, float]:
+        """Scores per category."""
+        ...
+
+
+@dataclass(frozen=True)
+class _CompiledRule:
+    category: str
+    action: Action
+    regex: re.Pattern[str]
+
+
+def _compile(settings: ModerationSettings) -> tuple[_CompiledRule, ...]:
+    compiled = []
+    for rule in settings.rules:
+        if rule.action == "off":
+            continue
+        parts = list(rule.patterns)
+        if rule.terms:
+            parts.append(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in rule.terms) + r")(?!\w)")
+        regex = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE)
+        compiled.append(_CompiledRule(rule.category, rule.action, regex))
+    return tuple(compiled)
+
+
+class ModerationPolicy:
+    """Checks text against the configured rules, PII detectors and classifier."""
+
+    def __init__(
+        self,
+        settings: ModerationSettings,
+        *,
+        classifier: Classifier | None = None,
+        metrics: ModerationMetrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.classifier = classifier if settings.classifier.enabled else None
+        self.metrics = metrics or ModerationMetrics("")
+        self._rules = _compile(settings)
+        pii = settings.pii.model_dump()
+        self._pii_actions: dict[str, Action] = {kind: pii[kind] for kind in PII_KINDS if pii[kind] != "off"}
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        """Every category this policy can report (the /v1/moderations keys)."""
+        names = [r.category for r in self._rules]
+        names += [f"pii/{kind}" for kind in self._pii_actions]
+        if self.classifier is not None:
+            names += list(self.settings.classifier.categories)
+        return tuple(dict.fromkeys(names))
+
+    def match_rules(self, text: str) -> list[Detection]:
+        """Rule and PII matches with their positions (cheap, synchronous)."""
+        found: list[Detection] = []
+        for rule in self._rules:
+            for m in rule.regex.finditer(text):
+                if m.end() > m.start():
+                    found.append(Detection(rule.category, rule.action, 1.0, m.start(), m.end()))
+        if self._pii_actions:
+            for m in find_pii(text, self._pii_actions):
+                found.append(Detection(f"pii/{m.kind}", self._pii_actions[m.kind], 1.0, m.start, m.end))
+        return found
+
+    async def classify(self, text: str) -> list[Detection]:
+        """Classifier detections of ``text`` (none when off, failing or timed out)."""
+        if self.classifier is None or not text.strip():
+            return []
+        cfg = self.settings.classifier
+        try:
+            scores = await asyncio.wait_for(self.classifier.classify(text), timeout=cfg.timeout_s)
+        except Exception:
+            logger.warning("moderation classifier failed; the rules' verdict stands", exc_info=True)
+            self.metrics.classifier_error()
+            return []
+        return [
+            Detection(category, cfg.action, float(score))
+            for category, score in scores.items()
+            if score >= cfg.threshold and cfg.action != "off"
+        ]
+
+    async def check(self, text: str, *, stage: str | None = None) -> Verdict:
+        """The verdict on one whole text; counted under ``stage`` when given."""
+        detections = self.match_rules(text)
+        if not any(d.action == "block" for d in detections):
+            detections += await self.classify(text)
+        verdict = Verdict(tuple(detections))
+        if stage is not None:
+            self.metrics.verdict(stage, blocked=verdict.blocked_categories, flagged=verdict.flagged_categories)
+        return verdict
+
+    def scores(self, verdict: Verdict) -> dict[str, float]:
+        """A score for every known category (for /v1/moderations)."""
+        return {category: verdict.score(category) for category in self.categories}

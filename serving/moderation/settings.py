@@ -1,0 +1,143 @@
+"""Settings of the moderation section: rules, PII actions, stream window, classifier.
+
+The built-in baseline is pattern/blocklist rules plus PII detectors; a classifier
+deployment (embedding similarity to example phrases by default, or any class with
+the same ``classify`` method) can be added on top. Categories are short slugs such
+as ``violence`` or ``illicit/weapons``; they become metric labels, so the set is
+bounded by this configuration.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+Action = Literal["block", "flag", "off"]
+_CATEGORY = r"^[a-z][a-z0-9_/-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Rule(_Strict):
+    """One category of blocked content: literal terms (a blocklist) and/or regexes."""
+
+    category: str = Field(pattern=_CATEGORY, description="The category reported when the rule matches.")
+    terms: tuple[str, ...] = Field(
+        (), description="Blocklist terms, matched case-insensitively on word boundaries."
+    )
+    patterns: tuple[str, ...] = Field((), description="Regular expressions, matched case-insensitively.")
+    action: Action = Field("block", description="block: refuse/cut; flag: report only; off: ignore.")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+        return patterns
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Rule":
+        if not self.terms and not self.patterns:
+            raise ValueError(f"rule {self.category!r} needs terms or patterns")
+        return self
+
+
+class PIIActions(_Strict):
+    """What to do when a PII detector fires (input and output alike)."""
+
+    email: Action = "flag"
+    phone: Action = "flag"
+    card: Action = "block"
+    secret: Action = "block"
+
+
+# A deliberately small default: operators add their own rules in the config.
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule(
+        category="illicit/weapons",
+        patterns=(
+            r"\b(?:how\s+(?:do\s+i\s+|to\s+)|steps\s+to\s+|instructions\s+(?:for|to)\s+)"
+            r"(?:make|build|assemble|synthesi[sz]e)\s+(?:a\s+|an\s+)?"
+            r"(?:pipe\s+bomb|bomb|explosive\s+device|nerve\s+agent|sarin|ricin)\b",
+        ),
+    ),
+)
+
+
+class ClassifierSettings(_Strict):
+    """The classifier deployment (Ray Serve, batched) consulted after the rules."""
+
+    enabled: bool = Field(False, description="Deploy and consult the classifier.")
+    deployment_class: str = Field(
+        "serving.moderation.classifier:EmbeddingSimilarityClassifier",
+        description="module:Class of the classifier deployment; it must define "
+        "`async classify(text: str) -> dict[str, float]` (scores per category, 0..1).",
+    )
+    threshold: float = Field(0.55, gt=0, le=1, description="A category scoring at least this is detected.")
+    categories: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "violence": (
+                "I am going to kill you",
+                "I will hurt you and your family",
+                "let's beat him until he bleeds",
+            ),
+            "self-harm": (
+                "I want to kill myself",
+                "the best way to hurt myself",
+            ),
+        },
+        description="Example phrases per category (the embedding classifier's anchors).",
+    )
+    action: Action = Field("block", description="What a detected classifier category does.")
+    max_batch_size: PositiveInt = Field(16, description="Most texts classified in one forward pass.")
+    batch_wait_timeout_s: float = Field(0.005, ge=0, description="How long a batch waits to fill.")
+    num_cpus: PositiveFloat = Field(0.25, description="CPUs Ray reserves per classifier replica.")
+    num_replicas: PositiveInt = 1
+    stream_stride_chars: PositiveInt = Field(
+        128, description="On streams, the classifier checks the window every this many new characters."
+    )
+    timeout_s: PositiveFloat = Field(5.0, description="A classifier call slower than this fails open (logged).")
+
+    @field_validator("categories")
+    @classmethod
+    def _slugs(cls, categories: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for name, examples in categories.items():
+            if not re.match(_CATEGORY, name):
+                raise ValueError(f"category {name!r} must match {_CATEGORY}")
+            if not examples:
+                raise ValueError(f"category {name!r} needs at least one example phrase")
+        return categories
+
+
+class ModerationSettings(_Strict):
+    """The content-safety policy applied to inputs, outputs and /v1/moderations."""
+
+    enabled: bool = True
+    check_input: bool = Field(True, description="Refuse blocked input with 400 content_filter.")
+    check_output: bool = Field(True, description="Cut a stream whose output violates the policy.")
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    pii: PIIActions = PIIActions()
+    window_chars: PositiveInt = Field(
+        512, description="The sliding window of recent output text that is checked as tokens arrive."
+    )
+    holdback_chars: int = Field(
+        48,
+        ge=0,
+        description="Output characters held back until checked, so a match up to this long never "
+        "reaches the client before the cut (0: lowest latency, a match may leak partly).",
+    )
+    classifier: ClassifierSettings = ClassifierSettings()
+    model_name: str = Field("serving-moderation-1", description="The model name /v1/moderations reports.")
+
+    @model_validator(mode="after")
+    def _window(self) -> "ModerationSettings":
+        if self.holdback_chars >= self.window_chars:
+            raise ValueError("holdback_chars must be smaller than window_chars")
+        return self

@@ -1,0 +1,150 @@
+"""Output moderation on streams: a sliding-window check as tokens arrive, and a clean cut.
+
+Each choice's new text goes into a pending buffer. On every engine step the window
+(the last released characters plus the pending ones) is matched against the rules
+and PII detectors. Text is released to the client only once it is ``holdback_chars``
+behind the newest character (or the choice finished), so a match no longer than the
+holdback is caught before any of it is sent. When the classifier is on, text is also
+released only after a classifier pass over a window that contains it (every
+``stream_stride_chars`` and at the end).
+
+A violation ends the choice with the safe text before the match and
+``finish_reason="content_filter"``; once every choice has ended the upstream stream
+is closed, which aborts the engine request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import AsyncIterator
+
+from serving.engine.protocol import ChoiceDelta, GenerateOutput
+from serving.gateway.hooks import RequestContext
+from serving.moderation.metrics import OUTPUT
+from serving.moderation.policy import Detection, ModerationPolicy
+
+CONTENT_FILTER = "content_filter"
+
+
+@dataclass
+class _ChoiceState:
+    """The moderation state of one choice."""
+
+    tail: str = ""  # released text, only the last window's worth
+    pending: str = ""  # received, not yet released
+    unclassified: int = 0  # characters appended since the last classifier pass
+    done: bool = False
+
+
+class OutputModerationHook:
+    """``StreamHook`` that checks output over a sliding window and cuts violating choices."""
+
+    def __init__(self, policy: ModerationPolicy) -> None:
+        self.policy = policy
+        self.window = policy.settings.window_chars
+        self.holdback = policy.settings.holdback_chars
+        self.stride = policy.settings.classifier.stream_stride_chars
+
+    def wrap(self, ctx: RequestContext, stream: AsyncIterator[GenerateOutput]) -> AsyncIterator[GenerateOutput]:
+        """The moderated stream."""
+        return _ModeratedStream(self, ctx).run(stream)
+
+    @property
+    def uses_classifier(self) -> bool:
+        """Whether the classifier is consulted on streams."""
+        return self.policy.classifier is not None
+
+
+class _ModeratedStream:
+    """One moderated generation (per-choice state, verdict accounting)."""
+
+    def __init__(self, hook: OutputModerationHook, ctx: RequestContext) -> None:
+        self.hook = hook
+        self.ctx = ctx
+        self.states: dict[int, _ChoiceState] = {}
+        self.blocked: list[str] = []
+        self.flagged: list[str] = []
+        self.expected_choices = ctx.generate.sampling.n if ctx.generate is not None else 1
+
+    async def run(self, stream: AsyncIterator[GenerateOutput]) -> AsyncIterator[GenerateOutput]:
+        prompt_tokens = 0
+        try:
+            async for out in stream:
+                prompt_tokens = out.prompt_tokens
+                choices = [await self._step(c) for c in out.choices if not self._state(c.index).done]
+                yield GenerateOutput(prompt_tokens=out.prompt_tokens, choices=choices, queue_time_s=out.queue_time_s)
+                if self.blocked and sum(s.done for s in self.states.values()) >= self.expected_choices:
+                    return  # every choice ended; closing upstream aborts the engine request
+            leftover = [(i, s) for i, s in sorted(self.states.items()) if s.pending and not s.done]
+            if leftover:  # the engine ended without a finish reason: release what passed the rules
+                yield GenerateOutput(
+                    prompt_tokens=prompt_tokens,
+                    choices=[self._release(s, ChoiceDelta(i, "", 0), len(s.pending), None) for i, s in leftover],
+                )
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+            self._account()
+
+    def _state(self, index: int) -> _ChoiceState:
+        return self.states.setdefault(index, _ChoiceState())
+
+    async def _step(self, choice: ChoiceDelta) -> ChoiceDelta:
+        state = self._state(choice.index)
+        state.pending += choice.text
+        state.unclassified += len(choice.text)
+        window = state.tail + state.pending
+        offset = len(state.tail)
+        hit = self._first_block(self.hook.policy.match_rules(window), offset)
+        if hit is not None:
+            return self._cut(state, choice, max(hit.start - offset, 0), hit.category)
+        finished = choice.finish_reason is not None
+        release = len(state.pending) if finished else max(len(state.pending) - self.hook.holdback, 0)
+        if self.hook.uses_classifier and release > 0 and (finished or state.unclassified >= self.hook.stride):
+            state.unclassified = 0
+            found = await self.hook.policy.classify(window[-self.hook.window :])
+            self._note_flags(found)
+            blocking = [d for d in found if d.action == "block"]
+            if blocking:
+                return self._cut(state, choice, 0, blocking[0].category)
+        elif self.hook.uses_classifier and not finished:
+            release = 0  # wait for the next classifier pass
+        return self._release(state, choice, release, choice.finish_reason)
+
+    def _first_block(self, detections: list[Detection], offset: int) -> Detection | None:
+        """The earliest blocking match that reaches into unreleased text."""
+        self._note_flags(detections)
+        blocking = [d for d in detections if d.action == "block" and d.end > offset]
+        return min(blocking, key=lambda d: d.start) if blocking else None
+
+    def _note_flags(self, detections: list[Detection]) -> None:
+        for d in detections:
+            if d.action == "flag" and d.category not in self.flagged:
+                self.flagged.append(d.category)
+
+    def _release(self, state: _ChoiceState, choice: ChoiceDelta, count: int, finish: str | None) -> ChoiceDelta:
+        text, state.pending = state.pending[:count], state.pending[count:]
+        state.tail = (state.tail + text)[-self.hook.window :]
+        if finish is not None:
+            state.done = True
+        return ChoiceDelta(
+            index=choice.index,
+            text=text,
+            num_tokens=choice.num_tokens,
+            finish_reason=finish,  # type: ignore[arg-type]
+            logprobs=choice.logprobs,
+        )
+
+    def _cut(self, state: _ChoiceState, choice: ChoiceDelta, safe_chars: int, category: str) -> ChoiceDelta:
+        if category not in self.blocked:
+            self.blocked.append(category)
+        delta = self._release(state, choice, safe_chars, CONTENT_FILTER)
+        state.pending = ""
+        return delta
+
+    def _account(self) -> None:
+        outcome = "output_blocked" if self.blocked else ("output_flagged" if self.flagged else None)
+        if outcome is not None:
+            self.ctx.annotations["moderation"] = outcome
+        self.hook.policy.metrics.verdict(OUTPUT, blocked=tuple(self.blocked), flagged=tuple(self.flagged))

@@ -1,0 +1,132 @@
+"""PII and secret detectors: emails, phone numbers, payment card numbers, keys/tokens.
+
+One set of detectors serves two jobs: redaction (audit logs, log records) and the
+moderation policy's PII categories. Detectors are regular expressions with a
+validation step where a regex alone over-matches (Luhn for cards, digit counts for
+phone numbers), so ordinary numbers and dates are not reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Literal
+
+PIIKind = Literal["email", "phone", "card", "secret"]
+PII_KINDS: tuple[PIIKind, ...] = ("email", "phone", "card", "secret")
+
+
+@dataclass(frozen=True)
+class PIIMatch:
+    """One detected span of ``text[start:end]``."""
+
+    kind: PIIKind
+    start: int
+    end: int
+
+
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b")
+# A separator-tolerant phone shape; the digit count is checked afterwards.
+_PHONE = re.compile(
+    r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w])"
+    r"|(?<![\w+])\+\d{8,15}(?!\w)"
+)
+_CARD = re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])")
+_SECRETS = (
+    re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_]{16,}"),  # OpenAI-style keys (sk-..., sk-proj-...)
+    re.compile(r"\b(?:Bearer|Basic)\s+[A-Za-z0-9._~+/-]{16,}=*", re.IGNORECASE),
+    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
+    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),  # GitHub tokens
+    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}\b"),
+    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),  # Slack tokens
+    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # Google API keys
+    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    re.compile(
+        r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)"
+        r"[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{8,}"
+    ),
+)
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _cards(text: str) -> Iterable[PIIMatch]:
+    for m in _CARD.finditer(text):
+        digits = _digits(m.group())
+        if 13 <= len(digits) <= 19 and _luhn_ok(digits) and len(set(digits)) > 1:
+            yield PIIMatch("card", m.start(), m.end())
+
+
+def _phones(text: str) -> Iterable[PIIMatch]:
+    for m in _PHONE.finditer(text):
+        value = m.group()
+        digits = _digits(value)
+        if not 9 <= len(digits) <= 15:
+            continue
+        # Dates and versions (2024-01-15, 1.2.3.4) are not phone numbers.
+        if re.fullmatch(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}", value) or re.fullmatch(r"\d{1,3}(?:\.\d{1,3}){3}", value):
+            continue
+        yield PIIMatch("phone", m.start(), m.end())
+
+
+def _emails(text: str) -> Iterable[PIIMatch]:
+    for m in _EMAIL.finditer(text):
+        yield PIIMatch("email", m.start(), m.end())
+
+
+def _secrets(text: str) -> Iterable[PIIMatch]:
+    for pattern in _SECRETS:
+        for m in pattern.finditer(text):
+            yield PIIMatch("secret", m.start(), m.end())
+
+
+_DETECTORS: dict[PIIKind, Callable[[str], Iterable[PIIMatch]]] = {
+    # Order matters for overlaps: a secret or card wins over the phone shape inside it.
+    "secret": _secrets,
+    "card": _cards,
+    "email": _emails,
+    "phone": _phones,
+}
+
+
+def find_pii(text: str, kinds: Iterable[PIIKind] = PII_KINDS) -> list[PIIMatch]:
+    """Non-overlapping PII spans in ``text``, in order; earlier detectors win overlaps."""
+    wanted = set(kinds)
+    found: list[PIIMatch] = []
+    for kind, detector in _DETECTORS.items():
+        if kind not in wanted:
+            continue
+        for match in detector(text):
+            if not any(match.start < other.end and other.start < match.end for other in found):
+                found.append(match)
+    return sorted(found, key=lambda m: m.start)
+
+
+def redact(text: str, kinds: Iterable[PIIKind] = PII_KINDS) -> str:
+    """``text`` with every detected span replaced by ``[REDACTED:<KIND>]``."""
+    matches = find_pii(text, kinds)
+    if not matches:
+        return text
+    parts: list[str] = []
+    cursor = 0
+    for m in matches:
+        parts.append(text[cursor : m.start])
+        parts.append(f"[REDACTED:{m.kind.upper()}]")
+        cursor = m.end
+    parts.append(text[cursor:])
+    return "".join(parts)

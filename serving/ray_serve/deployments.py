@@ -1,0 +1,106 @@
+"""Ray Serve deployments: the model server (engine + optional HTTP) and the split ingress."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator
+
+from ray import serve
+
+from serving.api.app import build_openai_app
+from serving.api.extensions import build_extensions
+from serving.config.settings import Settings
+from serving.engine.protocol import GenerateOutput, GenerateRequest, ModelInfo
+from serving.engine.vllm_engine import VLLMEngine
+from serving.model.prepare import resolve_model_path
+from serving.observability.metrics import RequestMetrics
+from serving.ray_serve.handle_engine import HandleEngine
+
+logger = logging.getLogger(__name__)
+
+
+async def start_engine(settings: Settings) -> VLLMEngine:
+    """Prepare the model files (once per node) and start vLLM with Ray metrics."""
+    model = settings.model
+    engine = VLLMEngine(
+        resolve_model_path(model),
+        model_id=model.id,
+        settings=model.engine,
+        version=model.version,
+        owned_by=model.owned_by,
+        ray_metrics=True,
+    )
+    await engine.start()
+    return engine
+
+
+def build_asgi(settings: Settings, engine: Any) -> Any:
+    """The OpenAI app with every extension the settings switch on."""
+    ext = build_extensions(settings, engine)
+    return build_openai_app(
+        settings,
+        engine,
+        policies=ext.policies,
+        stream_hooks=ext.stream_hooks,
+        extra_routers=ext.routers,
+        middlewares=ext.middlewares,
+        metrics=RequestMetrics(engine.info.id),
+    )
+
+
+class _EngineOwner:
+    """Shared lifecycle of a replica that owns a vLLM engine."""
+
+    engine: VLLMEngine
+
+    async def check_health(self) -> None:
+        """Serve's health check: raise if the engine cannot generate."""
+        await self.engine.check_health()
+
+    def __del__(self) -> None:
+        # Serve calls this after draining in-flight requests (graceful_shutdown_timeout_s).
+        engine = getattr(self, "engine", None)
+        if engine is not None and engine._engine is not None:
+            engine._engine.shutdown()
+
+
+@serve.ingress()
+class OpenAIModelServer(_EngineOwner):
+    """Colocated topology: the OpenAI routes live in the model replica (one hop)."""
+
+    async def __init__(self, settings: Settings) -> None:
+        self.engine = await start_engine(settings)
+        self._app = build_asgi(settings, self.engine)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return self._app
+
+
+class ModelDeployment(_EngineOwner):
+    """Split topology: the engine replica, streaming deltas to the ingress over a handle."""
+
+    async def __init__(self, settings: Settings) -> None:
+        self.engine = await start_engine(settings)
+
+    def info(self) -> ModelInfo:
+        return self.engine.info
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        async for out in self.engine.generate(request):
+            yield out
+
+    async def abort(self, request_id: str) -> None:
+        await self.engine.abort(request_id)
+
+
+@serve.ingress()
+class OpenAIIngress:
+    """Split topology: HTTP in its own (light) deployment, engine calls through a handle."""
+
+    async def __init__(self, settings: Settings, model: Any) -> None:
+        info = await model.info.remote()
+        self.engine = HandleEngine(model, info)
+        self._app = build_asgi(settings, self.engine)
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return self._app
