@@ -16,7 +16,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from serving.context.settings import ContextSettings
+from serving.embeddings.settings import EmbeddingsSettings
+from serving.feedback.settings import FeedbackSettings
 from serving.gateway.settings import GatewaySettings
+from serving.moderation.settings import ModerationSettings
+from serving.privacy.settings import PrivacySettings
 
 ENV_PREFIX = "SERVING_"
 ENV_NESTED_DELIMITER = "__"
@@ -162,6 +167,11 @@ class Settings(BaseSettings):
     ray: RaySettings = RaySettings()
     logging: LoggingSettings = LoggingSettings()
     gateway: GatewaySettings = GatewaySettings()
+    feedback: FeedbackSettings = FeedbackSettings()
+    moderation: ModerationSettings = ModerationSettings()
+    privacy: PrivacySettings = PrivacySettings()
+    context: ContextSettings = ContextSettings()
+    embeddings: EmbeddingsSettings = EmbeddingsSettings()
 
     @classmethod
     def settings_customise_sources(

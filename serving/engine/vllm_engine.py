@@ -48,6 +48,7 @@ def engine_environment(settings: EngineSettings) -> dict[str, str]:
 
 def engine_args(model_path: Path, served_name: str, settings: EngineSettings) -> Any:
     """vLLM ``AsyncEngineArgs`` from our typed engine settings."""
+    from vllm.config.structured_outputs import StructuredOutputsConfig
     from vllm.engine.arg_utils import AsyncEngineArgs
 
     kwargs: dict[str, Any] = dict(
@@ -63,6 +64,9 @@ def engine_args(model_path: Path, served_name: str, settings: EngineSettings) ->
         disable_log_stats=False,
         enable_log_requests=False,
         generation_config="auto",
+        # Compact JSON for response_format (as OpenAI returns): small models otherwise
+        # spend their token budget on whitespace the grammar allows.
+        structured_outputs_config=StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True),
     )
     if settings.max_num_batched_tokens is not None:
         kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens

@@ -7,9 +7,10 @@ once per replica and passes what it returns to the app factory::
     build_openai_app(settings, engine, policies=gateway.policies,
                      middlewares=gateway.middlewares, ...)
 
-Policy order: auth -> hygiene -> admission -> rate limit. Admission comes before the
-rate limit so that a request refused for overload does not spend the key's quota;
-hygiene comes before it so that reservations use the capped max_tokens.
+Policy order: auth -> hygiene -> rate limit -> admission. Hygiene comes before the
+rate limit so that reservations use the capped max_tokens; the rate limit comes before
+admission so that every response, an overload 429 too, carries the x-ratelimit headers
+(a request refused for overload is given back to the key's quota in ``after``).
 """
 
 from __future__ import annotations
@@ -93,8 +94,6 @@ def build_gateway(
     else:
         policies.append(AnonymousPolicy(default_tier=gw.limits.default_tier))
     policies.append(HygienePolicy(gw.hygiene, max_model_len=engine.info.max_model_len, metrics=metrics))
-    admission = build_admission(settings, engine, metrics=metrics, enforce=engine_is_local)
-    policies.append(AdmissionPolicy(admission))
     if gw.auth.enabled or _any_limit(gw.limits):
         policies.append(
             RateLimitPolicy(
@@ -105,6 +104,8 @@ def build_gateway(
                 metrics=metrics,
             )
         )
+    admission = build_admission(settings, engine, metrics=metrics, enforce=engine_is_local)
+    policies.append(AdmissionPolicy(admission))
     middlewares: list[tuple[type, dict[str, Any]]] = [
         (
             BodySizeLimitMiddleware,

@@ -71,18 +71,18 @@ def _convert(gguf: Path, dest: Path, progress: Progress) -> None:
         tokenizer = load_gguf_tokenizer(gguf)
     with progress.stage("loading and dequantising GGUF weights"):
         model = _load_gguf_model(gguf)
-        max_length = int(model.config.max_position_embeddings)
-    with progress.stage("writing bf16 safetensors"):
-        save_bf16_weights(model.state_dict(), dest, tied=bool(model.config.tie_word_embeddings))
-    with progress.stage("writing config, tokenizer and chat template"):
-        save_model_config(model.config, dest)
-        save_tokenizer(tokenizer, dest, max_length=max_length)
-        save_generation_config(tokenizer, dest)
-    if model.config.eos_token_id != tokenizer.eos_token_id:
+    config = model.config
+    if config.eos_token_id != tokenizer.eos_token_id:
         raise ModelFolderError(
-            f"{gguf.name}: config eos_token_id {model.config.eos_token_id} differs from the "
-            f"tokenizer's {tokenizer.eos_token_id}"
+            f"{gguf.name}: config eos_token_id {config.eos_token_id} differs from the "
+            f"tokenizer's {tokenizer.eos_token_id}; generation would not stop at <|im_end|>"
         )
+    with progress.stage("writing bf16 safetensors"):
+        save_bf16_weights(model.state_dict(), dest, tied=bool(config.tie_word_embeddings))
+    with progress.stage("writing config, tokenizer and chat template"):
+        save_model_config(config, dest)
+        save_tokenizer(tokenizer, dest, max_length=int(config.max_position_embeddings))
+        save_generation_config(tokenizer, dest)
 
 
 def _load_gguf_model(gguf: Path):  # -> transformers.LlamaForCausalLM

@@ -25,6 +25,8 @@ from serving.model.source import gguf_fingerprint, packaged_gguf
 TINY_VERSION = "1"
 SEED = 0
 # head_dim 32 is the smallest vLLM's CPU attention supports; one KV head keeps GQA in play.
+# initializer_range 0.5 (not 0.02): with small random weights the tied output head just
+# repeats the last prompt token; large ones make greedy output varied, visible text.
 TINY_ARCHITECTURE: dict[str, Any] = {
     "hidden_size": 64,
     "intermediate_size": 128,
@@ -35,6 +37,7 @@ TINY_ARCHITECTURE: dict[str, Any] = {
     "max_position_embeddings": 2048,
     "rope_theta": 100000.0,
     "tie_word_embeddings": True,
+    "initializer_range": 0.5,
 }
 
 

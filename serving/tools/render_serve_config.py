@@ -78,7 +78,7 @@ class _FileOnlySettings(Settings):
     """Settings from the given mapping only: the generator's environment must not matter."""
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *_sources):  # type: ignore[override]
+    def settings_customise_sources(cls, settings_cls, init_settings, **_sources):  # type: ignore[override]
         return (init_settings,)
 
 

@@ -21,6 +21,7 @@ from serving.gateway.metrics import ALLOWED, DENIED, GatewayMetrics
 from serving.gateway.settings import AdmissionSettings
 
 RETRY_AFTER = "retry-after"
+OVERLOADED_ANNOTATION = "overloaded"  # ctx.annotations flag set on an overload refusal
 
 
 class AdmissionController:
@@ -86,6 +87,7 @@ class AdmissionPolicy:
             self.controller.admit(ctx.response_id, tier=ctx.tier, key_id=ctx.key_id)
         except OverloadedError as exc:
             ctx.response_headers.update(exc.headers)
+            ctx.annotations[OVERLOADED_ANNOTATION] = True
             raise
         return None
 

@@ -192,16 +192,23 @@ class LimiterCore:
             in_flight=len(state.leases),
         )
 
-    def release(self, key: str, reservation: str, actual_tokens: int) -> None:
-        """End a reservation: free its concurrency slot, charge real tokens instead of reserved."""
+    def release(self, key: str, reservation: str, actual_tokens: int, refund_request: bool = False) -> None:
+        """End a reservation: free its concurrency slot, charge real tokens instead of reserved.
+
+        ``refund_request`` gives the request back too (it was refused for overload, not by us).
+        """
         state = self._keys.get(key)
         if state is None:
             return
         lease = state.leases.pop(reservation, None)
         if lease is None:
             return
+        now = self._clock()
+        if refund_request and state.requests is not None:
+            state.requests.refill(now)
+            state.requests.level = min(state.requests.capacity, state.requests.level + 1)
         if state.tokens is not None:
-            state.tokens.refill(self._clock())
+            state.tokens.refill(now)
             # Refund the over-reservation (or charge the excess: the level may go below 0).
             state.tokens.level = min(state.tokens.capacity, state.tokens.level + lease.tokens - actual_tokens)
 

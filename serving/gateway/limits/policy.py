@@ -7,6 +7,7 @@ import time
 
 from serving.engine.protocol import GenerateRequest
 from serving.errors import RateLimitError
+from serving.gateway.admission.policy import OVERLOADED_ANNOTATION
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.hooks import RequestContext
 from serving.gateway.limits.buckets import CONCURRENCY, REQUESTS, TOKENS, TOO_LARGE, Decision, Limits
@@ -19,6 +20,11 @@ from serving.gateway.settings import LimitsSettings, TierLimits
 log = logging.getLogger(__name__)
 
 ANNOTATION = "rate_limit_reason"  # ctx.annotations key naming why a request was limited
+
+
+def refused_for_overload(ctx: RequestContext) -> bool:
+    """Whether the request ended as an overload 429 (its request is then not counted)."""
+    return ctx.annotations.get(OVERLOADED_ANNOTATION) is True or ctx.annotations.get("outcome") == "overloaded"
 
 
 class LimitResolver:
@@ -130,6 +136,8 @@ class RateLimitPolicy:
             return
         key, reservation = held
         try:
-            await self.limiter.release(key, reservation, prompt_tokens + completion_tokens)
+            await self.limiter.release(
+                key, reservation, prompt_tokens + completion_tokens, refund_request=refused_for_overload(ctx)
+            )
         except LimiterUnavailable as exc:  # the lease expires on its own
             log.warning("request %s: rate limiter release failed (%s)", ctx.request_id, exc)

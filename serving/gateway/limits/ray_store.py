@@ -33,8 +33,8 @@ class LimiterActor:
     def acquire(self, key: str, limits: Limits, tokens: int) -> Decision:
         return self.core.acquire(key, limits, tokens, self.lease_s)
 
-    def release(self, key: str, reservation: str, actual_tokens: int) -> None:
-        self.core.release(key, reservation, actual_tokens)
+    def release(self, key: str, reservation: str, actual_tokens: int, refund_request: bool = False) -> None:
+        self.core.release(key, reservation, actual_tokens, refund_request)
 
     def in_flight(self, key: str) -> int:
         return self.core.in_flight(key)
@@ -96,8 +96,8 @@ class RayLimiter:
     async def acquire(self, key: str, limits: Limits, tokens: int) -> Decision:
         return await self._call("acquire", key, limits, tokens)
 
-    async def release(self, key: str, reservation: str, actual_tokens: int) -> None:
-        await self._call("release", key, reservation, actual_tokens)
+    async def release(self, key: str, reservation: str, actual_tokens: int, refund_request: bool = False) -> None:
+        await self._call("release", key, reservation, actual_tokens, refund_request)
 
     async def in_flight(self, key: str) -> int:
         """Open reservations of ``key`` (for tests)."""

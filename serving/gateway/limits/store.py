@@ -24,8 +24,8 @@ class Limiter(Protocol):
         """Reserve one request and ``tokens`` tokens, or a denied Decision; may raise LimiterUnavailable."""
         ...
 
-    async def release(self, key: str, reservation: str, actual_tokens: int) -> None:
-        """End a reservation with the real token usage."""
+    async def release(self, key: str, reservation: str, actual_tokens: int, refund_request: bool = False) -> None:
+        """End a reservation with the real token usage (``refund_request``: do not count it)."""
         ...
 
 
@@ -41,5 +41,5 @@ class LocalLimiter:
     async def acquire(self, key: str, limits: Limits, tokens: int) -> Decision:
         return self.core.acquire(key, limits, tokens, self.lease_s)
 
-    async def release(self, key: str, reservation: str, actual_tokens: int) -> None:
-        self.core.release(key, reservation, actual_tokens)
+    async def release(self, key: str, reservation: str, actual_tokens: int, refund_request: bool = False) -> None:
+        self.core.release(key, reservation, actual_tokens, refund_request)

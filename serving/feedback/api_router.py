@@ -1,0 +1,35 @@
+"""Route of ``POST /v1/feedback`` (thin: parse, delegate, respond)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from serving.feedback.protocol import FeedbackRequest, FeedbackResponse
+from serving.feedback.service import FeedbackService
+
+ROUTE = "/v1/feedback"
+
+
+def key_id_from_state(request: Request) -> str | None:
+    """The caller's key id, as the gateway's auth left it on ``request.state`` (None: no auth)."""
+    return getattr(request.state, "key_id", None)
+
+
+def build_router(
+    service: FeedbackService,
+    *,
+    dependencies: Sequence[Any] = (),
+    key_id_of: Callable[[Request], str | None] = key_id_from_state,
+) -> APIRouter:
+    """The feedback router bound to one service."""
+    router = APIRouter(tags=["feedback"], dependencies=list(dependencies))
+
+    @router.post(ROUTE, response_model=FeedbackResponse, status_code=201)
+    async def create_feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
+        stored = await service.submit(body, key_id_of(request))
+        return JSONResponse(stored.model_dump(), status_code=201)
+
+    return router

@@ -1,0 +1,61 @@
+"""The logic behind ``POST /v1/feedback``: validate limits, store off the event loop, count."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from serving.errors import ConflictError, InvalidRequestError, NotFoundError
+from serving.feedback.metrics import FeedbackMetrics
+from serving.feedback.protocol import TAG_PATTERN, FeedbackRequest, FeedbackResponse
+from serving.feedback.settings import FeedbackSettings
+from serving.feedback.store import FeedbackInput, FeedbackStore
+
+_TAG = re.compile(TAG_PATTERN)
+
+
+class FeedbackService:
+    """Accepts feedback for responses in the store."""
+
+    def __init__(self, settings: FeedbackSettings, store: FeedbackStore, metrics: FeedbackMetrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+
+    def validate(self, body: FeedbackRequest, key_id: str | None) -> FeedbackInput:
+        """The submission as stored, or a 400 naming the bad field."""
+        comment = body.comment.strip() if body.comment else None
+        if comment is not None and len(comment) > self.settings.max_comment_chars:
+            raise InvalidRequestError(
+                f"`comment` is longer than {self.settings.max_comment_chars} characters.", param="comment"
+            )
+        if len(body.tags) > self.settings.max_tags:
+            raise InvalidRequestError(f"At most {self.settings.max_tags} tags are accepted.", param="tags")
+        for i, tag in enumerate(body.tags):
+            if not _TAG.match(tag):
+                raise InvalidRequestError(
+                    f"Tag {i} is not a valid tag: 1-48 letters, digits or _.:/- (starting with a letter or digit).",
+                    param=f"tags.{i}",
+                )
+        tags = tuple(dict.fromkeys(t.lower() for t in body.tags))
+        return FeedbackInput(body.response_id, body.thumbs, body.score, comment or None, tags, key_id)
+
+    async def submit(self, body: FeedbackRequest, key_id: str | None) -> FeedbackResponse:
+        """Store one feedback (404 unknown response, 409 duplicate)."""
+        feedback = self.validate(body, key_id)
+        try:
+            stored = await asyncio.to_thread(self.store.add_feedback, feedback)
+        except NotFoundError:
+            self.metrics.rejected("not_found")
+            raise
+        except ConflictError:
+            self.metrics.rejected("duplicate")
+            raise
+        self.metrics.submitted(stored.model, stored.model_version, stored.thumbs, stored.score)
+        return FeedbackResponse(
+            id=stored.id,
+            response_id=stored.response_id,
+            created=int(stored.created_at.timestamp()),
+            thumbs=stored.thumbs,  # type: ignore[arg-type]
+            score=stored.score,
+        )

@@ -1,0 +1,40 @@
+"""Settings of the feedback section: where feedback and response metadata are stored."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+
+DEFAULT_DATABASE_URL = "sqlite:///~/.cache/llm-serving/feedback.sqlite3"
+
+
+class FeedbackSettings(BaseModel):
+    """User feedback on responses, joined to request metadata (no text unless opted in)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(True, description="Record response metadata and serve POST /v1/feedback.")
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        min_length=1,
+        description="SQLAlchemy URL: a SQLite file (one node; WAL mode) or "
+        "postgresql+psycopg://... (several nodes). '~' is expanded in SQLite paths.",
+    )
+    store_conversations: bool = Field(
+        False,
+        description="Also keep the conversation text of every response (PII-redacted), for export "
+        "and fine-tuning. Off by default: only metadata is stored.",
+    )
+    flush_interval_s: PositiveFloat = Field(
+        0.2, description="Response metadata is written in batches at least this often."
+    )
+    max_pending: PositiveInt = Field(
+        10_000, description="Response records waiting to be written; beyond this they are dropped (counted)."
+    )
+    lookup_grace_s: float = Field(
+        1.0, ge=0, description="How long POST /v1/feedback waits for a response record still in a write buffer."
+    )
+    response_retention_days: PositiveInt = Field(
+        30, description="Response metadata without feedback is deleted after this many days."
+    )
+    max_comment_chars: PositiveInt = Field(4000, description="Longest feedback comment accepted.")
+    max_tags: PositiveInt = Field(16, description="Most tags on one feedback.")
