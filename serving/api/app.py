@@ -35,6 +35,7 @@ def build_openai_app(
     extra_routers: Sequence[APIRouter] = (),
     middlewares: Sequence[Middleware] = (),
     metrics: RequestMetrics | None = None,
+    echo_request_id: bool = True,
 ) -> FastAPI:
     """The OpenAI-compatible app serving ``engine``, with policies and hooks plugged in."""
     app = FastAPI(title="llm-serving", version=__version__, docs_url=None, redoc_url=None)
@@ -60,5 +61,5 @@ def build_openai_app(
     # Starlette runs the last added middleware first: add inner ones first.
     for cls, kwargs in reversed(list(middlewares)):
         app.add_middleware(cls, **kwargs)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, echo=echo_request_id)
     return app

@@ -52,7 +52,10 @@ def build_limiter(settings: LimitsSettings) -> Limiter:
     from serving.gateway.limits.ray_store import RayLimiter
 
     return RayLimiter(
-        _actor_name(settings.actor_name), lease_s=settings.lease_s, timeout_s=settings.store_timeout_s
+        _actor_name(settings.actor_name),
+        namespace=settings.actor_namespace,
+        lease_s=settings.lease_s,
+        timeout_s=settings.store_timeout_s,
     )
 
 

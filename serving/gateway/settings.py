@@ -75,7 +75,10 @@ class LimitsSettings(_Strict):
         description="Where counters live. ray: one named Ray actor shared by every replica; "
         "local: in this process (single replica, tests); auto: ray when Ray is running.",
     )
-    actor_name: str = Field("serving-gateway-limiter", min_length=1, description="Name of the Ray actor.")
+    actor_name: str = Field(
+        "serving-gateway-limiter", min_length=1, description="Name of the Ray actor (the Serve app name is appended)."
+    )
+    actor_namespace: str = Field("serve", min_length=1, description="Ray namespace of the actor (Serve's).")
     default_output_tokens: PositiveInt = Field(
         256, description="Output tokens reserved when a request sets no max_tokens (corrected by real usage)."
     )

@@ -80,6 +80,9 @@ def save_tokenizer(tokenizer: "PreTrainedTokenizerBase", dest: Path, *, max_leng
         chat_template=tokenizer.chat_template,
         model_max_length=max_length,
         clean_up_tokenization_spaces=False,
+        # transformers 5 writes its own class name (TokenizersBackend); this alias of it
+        # is also known to transformers 4, which loads tokenizer.json with it.
+        tokenizer_class="PreTrainedTokenizerFast",
     )
     _write_json(config_file, config)
 

@@ -30,7 +30,7 @@ from serving.model.progress import Progress
 from serving.model.source import gguf_fingerprint, packaged_gguf
 
 # Bump when the conversion output changes: folders made by older converters are rebuilt.
-CONVERTER_VERSION = "2"
+CONVERTER_VERSION = "3"
 
 
 def resolve_model_path(model: ModelSettings) -> Path:

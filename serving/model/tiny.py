@@ -22,7 +22,7 @@ from serving.model.hf_files import (
 from serving.model.progress import Progress
 from serving.model.source import gguf_fingerprint, packaged_gguf
 
-TINY_VERSION = "1"
+TINY_VERSION = "2"
 SEED = 0
 # head_dim 32 is the smallest vLLM's CPU attention supports; one KV head keeps GQA in play.
 # initializer_range 0.5 (not 0.02): with small random weights the tied output head just

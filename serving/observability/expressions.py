@@ -3,8 +3,9 @@
 Used by ``python -m serving.observability.prometheus check-queries`` and the
 integration test that proves every panel and rule returns data from a real stack.
 Grafana variables are substituted; alert conditions are rewritten with ``bool`` so
-that an alert that is not firing still returns its (0/1) series: "returns data"
-then means "every metric it reads exists", not "the alert fires".
+that an alert that is not firing still returns its (0/1) series, and ``absent(x)``
+becomes ``count(x)`` (data exactly when the metric it watches exists): "returns
+data" then means "every metric it reads exists", not "the alert fires".
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ RULES_DIR = REPO_ROOT / "deploy" / "prometheus" / "rules"
 DASHBOARDS_DIR = REPO_ROOT / "deploy" / "grafana" / "dashboards"
 
 _COMPARISON = re.compile(r"(==|!=|>=|<=|>|<)")
-_ABSENT = re.compile(r"^\s*absent(?:_over_time)?\s*\((?P<inner>.*)\)\s*$", re.S)
+_ABSENT = re.compile(r"\babsent\s*\(")
 _LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.*),\s*(?P<label>\w+)\s*\)\s*$", re.S)
 
 
@@ -37,16 +38,15 @@ class Expression:
     def runnable(self, variables: Mapping[str, str]) -> str:
         """The query to send: variables substituted, alert comparisons made ``bool``.
 
-        An ``absent(x)`` alert runs as ``x`` (it must find the metric to be useful);
-        a ``label_values(selector, label)`` variable runs as ``selector``.
+        In an alert, ``absent(x)`` runs as ``count(x)`` (it must find the metric to be
+        useful); a ``label_values(selector, label)`` variable runs as ``selector``.
         """
         expr = substitute(self.expr, variables)
         if self.kind == "variable":
             match = _LABEL_VALUES.match(expr)
             return match.group("selector") if match else expr
         if self.kind == "alert":
-            absent = _ABSENT.match(expr)
-            return absent.group("inner") if absent else as_bool(expr)
+            return as_bool(_ABSENT.sub("count(", expr))
         return expr
 
 

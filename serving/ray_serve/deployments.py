@@ -13,6 +13,7 @@ from serving.config.settings import Settings
 from serving.engine.protocol import GenerateOutput, GenerateRequest, ModelInfo
 from serving.engine.vllm_engine import VLLMEngine
 from serving.model.prepare import resolve_model_path
+from serving.observability.logging import configure_logging
 from serving.observability.metrics import RequestMetrics
 from serving.ray_serve.handle_engine import HandleEngine
 
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 async def start_engine(settings: Settings) -> VLLMEngine:
     """Prepare the model files (once per node) and start vLLM with Ray metrics."""
+    configure_logging(settings.logging)
     model = settings.model
     engine = VLLMEngine(
         resolve_model_path(model),
@@ -45,6 +47,7 @@ def build_asgi(settings: Settings, engine: Any) -> Any:
         extra_routers=ext.routers,
         middlewares=ext.middlewares,
         metrics=RequestMetrics(engine.info.id),
+        echo_request_id=False,  # Serve's proxy echoes x-request-id itself
     )
 
 
@@ -98,6 +101,7 @@ class OpenAIIngress:
     """Split topology: HTTP in its own (light) deployment, engine calls through a handle."""
 
     async def __init__(self, settings: Settings, model: Any) -> None:
+        configure_logging(settings.logging)
         info = await model.info.remote()
         self.engine = HandleEngine(model, info)
         self._app = build_asgi(settings, self.engine)

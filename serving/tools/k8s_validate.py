@@ -22,7 +22,6 @@ import copy
 import functools
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +84,8 @@ def _close(schema: Any) -> Any:
         return [_close(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    closed = {key: _close(value) if key not in ("enum", "default", "example") else value for key, value in schema.items()}
+    literal = ("enum", "default", "example")  # data, not schemas
+    closed = {key: value if key in literal else _close(value) for key, value in schema.items()}
     if "properties" in closed and "additionalProperties" not in closed and not closed.get(
         "x-kubernetes-preserve-unknown-fields"
     ):
@@ -98,7 +98,8 @@ def _close(schema: Any) -> Any:
 @functools.lru_cache(maxsize=None)
 def _definitions() -> Resource:
     version = [v for v in kv_utils.all_versions() if kv_utils.major_minor(v) <= KUBERNETES_VERSION][-1]
-    contents = kv_utils.schema_contents(f"kubernetes-json-schema/v{version}-local-strict/_definitions.json", version)
+    path = f"kubernetes-json-schema/v{version}-local-strict/_definitions.json"
+    contents = kv_utils.schema_contents(path, version)
     return Resource.from_contents(contents)
 
 
@@ -158,7 +159,9 @@ def promtool_problems(groups: Any) -> list[str]:
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as handle:
         yaml.safe_dump({"groups": groups}, handle)
         handle.flush()
-        result = subprocess.run([promtool, "check", "rules", handle.name], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [promtool, "check", "rules", handle.name], capture_output=True, text=True, timeout=60
+        )
     if result.returncode == 0:
         return []
     return [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
@@ -192,7 +195,9 @@ def document_problems(docs: Iterable[Mapping[str, Any]], crd_dir: Path = CRD_DIR
     return problems
 
 
-def validate_targets(directories: Iterable[Path]) -> Iterator[tuple[Path, list[Problem]]]:
+def validate_targets(
+    directories: Iterable[Path], crd_dir: Path = CRD_DIR
+) -> Iterator[tuple[Path, list[Problem]]]:
     """Render and validate each kustomization; a render failure is its one problem."""
     for directory in directories:
         try:
@@ -200,16 +205,19 @@ def validate_targets(directories: Iterable[Path]) -> Iterator[tuple[Path, list[P
         except RenderFailed as exc:
             yield directory, [Problem("kustomization", str(exc))]
             continue
-        yield directory, document_problems(docs)
+        yield directory, document_problems(docs, crd_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 1 when any kustomization fails to render or any document is invalid."""
-    parser = argparse.ArgumentParser(prog="python -m serving.tools.k8s_validate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.tools.k8s_validate", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("directories", nargs="*", type=Path, help="kustomizations (default: base + overlays)")
+    parser.add_argument("--crd-dir", type=Path, default=CRD_DIR, help=f"CRD YAML files (default: {CRD_DIR})")
     args = parser.parse_args(argv)
     failed = False
-    for directory, problems in validate_targets(args.directories or kustomize_targets()):
+    for directory, problems in validate_targets(args.directories or kustomize_targets(), args.crd_dir):
         print(f"{'FAIL' if problems else 'ok  '} {directory}")
         for problem in problems:
             print(f"     {problem}")

@@ -23,9 +23,11 @@ these replace them and add the application's own endpoints):
   enforced per replica by Serve, whose replica health check runs the same engine check
   and replaces a failing replica: through the proxy, ``/health`` would reach a random
   replica anywhere in the cluster and restart the wrong pod.
-* Drain (preStop): wait until this node has no request in flight (Ray's own gauges of
-  the proxy and the replicas, or, if the metrics cannot be read, open client
-  connections to the Serve port), bounded by the longest generation time.
+* Drain (preStop): wait until this node has had nothing in flight for a while: no open
+  client connection to the Serve port (the proxy's streams; also idle keep-alive
+  connections a client could still send on) and no request in Ray's gauges of the proxy
+  and the replicas (streams of other nodes' proxies served by a replica here), bounded
+  by the longest generation time.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ import argparse
 import http.client
 import math
 import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,12 +169,18 @@ def established_connections(port: int, tables: Sequence[Path] = PROC_NET_TCP) ->
     return count
 
 
-def inflight(serve_port: int, metrics_port: int, fetch: Fetch) -> float:
-    """Requests in flight on this node: Ray's gauges, else open client connections."""
+def inflight(
+    serve_port: int,
+    metrics_port: int,
+    fetch: Fetch,
+    tables: Sequence[Path] = PROC_NET_TCP,
+) -> float:
+    """Work in flight on this node: open client connections plus Ray's in-flight gauges."""
+    busy = float(established_connections(serve_port, tables))
     result = fetch(_local(metrics_port, "/metrics"), 5.0)
     if result.status == 200:
-        return inflight_from_metrics(result.body)
-    return float(established_connections(serve_port))
+        busy += inflight_from_metrics(result.body)
+    return busy
 
 
 @dataclass(frozen=True)
@@ -213,7 +220,9 @@ def drain(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m serving.tools.ray_pod", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.tools.ray_pod", description=__doc__.split("\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("ready", "live"):
         probe = sub.add_parser(name, help=f"{name}ness probe")

@@ -6,7 +6,7 @@ Sources of truth:
 * ``k8s/base/serve-settings.yaml`` — what every Kubernetes deployment changes in its
   ``args`` (listen on 0.0.0.0, auth on, drain times, the model cache baked into the image).
 * ``k8s/overlays/<name>/serve-settings.yaml`` — what one overlay changes on top.
-* ``deploy/prometheus/rules/serving-alerts.yaml`` — the alert rules.
+* ``deploy/prometheus/rules/*.yaml`` — the recording and alert rules.
 
 Outputs (never edit them by hand; ``--check`` fails when they drift):
 
@@ -15,7 +15,7 @@ Outputs (never edit them by hand; ``--check`` fails when they drift):
   ``serveConfigV2`` plus every number that must agree with the settings (worker group
   bounds = Serve autoscaling bounds, Ray CPUs/GPUs per worker = one model replica,
   drain budget, termination grace period, old-cluster deletion delay).
-* ``k8s/base/generated/prometheusrule.yaml`` — the alert rules as a PrometheusRule.
+* ``k8s/base/generated/prometheusrule.yaml`` — those rule groups as a PrometheusRule.
 
     python -m serving.tools.render_serve_config --write   # regenerate
     python -m serving.tools.render_serve_config --check   # exit 1 on drift (CI)
@@ -37,7 +37,7 @@ from serving.config.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = Path("deploy/serve/serve_config.yaml")
-ALERT_RULES = Path("deploy/prometheus/rules/serving-alerts.yaml")
+RULES_DIR = Path("deploy/prometheus/rules")
 BASE = Path("k8s/base")
 OVERLAYS = Path("k8s/overlays")
 SETTINGS_PATCH = "serve-settings.yaml"
@@ -198,16 +198,31 @@ def rayservice_patch(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def rule_files(repo: Path = REPO) -> list[Path]:
+    """The Prometheus rule files (relative to the repo), in name order."""
+    return sorted(path.relative_to(repo) for path in (repo / RULES_DIR).glob("*.yaml"))
+
+
+def rule_groups(repo: Path = REPO) -> list[Any]:
+    """The rule groups of every rule file, in file order."""
+    groups: list[Any] = []
+    for path in rule_files(repo):
+        rules = _load_yaml(repo / path)
+        if not isinstance(rules, Mapping) or not rules.get("groups"):
+            raise RenderError(f"{path}: has no rule groups")
+        groups.extend(rules["groups"])
+    if not groups:
+        raise RenderError(f"no rule files in {RULES_DIR}")
+    return groups
+
+
 def prometheus_rule(repo: Path = REPO) -> dict[str, Any]:
-    """The alert rules file as a PrometheusRule object."""
-    rules = _load_yaml(repo / ALERT_RULES)
-    if not isinstance(rules, Mapping) or not rules.get("groups"):
-        raise RenderError(f"{ALERT_RULES}: missing or has no rule groups")
+    """The rule files as one PrometheusRule object."""
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": {"name": RULE_NAME, "labels": dict(PROMETHEUS_SELECTOR_LABELS)},
-        "spec": {"groups": rules["groups"]},
+        "spec": {"groups": rule_groups(repo)},
     }
 
 
@@ -238,7 +253,8 @@ def render_all(repo: Path = REPO) -> dict[Path, str]:
         out = target.directory / GENERATED
         files[out / "serve_config.yaml"] = header + dump_yaml(config)
         files[out / "rayservice-patch.yaml"] = header + dump_yaml(rayservice_patch(config))
-    files[BASE / GENERATED / "prometheusrule.yaml"] = HEADER.format(sources=ALERT_RULES) + dump_yaml(
+    rule_sources = ", ".join(str(p) for p in rule_files(repo))
+    files[BASE / GENERATED / "prometheusrule.yaml"] = HEADER.format(sources=rule_sources) + dump_yaml(
         prometheus_rule(repo)
     )
     return files
@@ -266,7 +282,9 @@ def write_all(repo: Path = REPO) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """``--write`` regenerates; ``--check`` exits 1 listing the files that drifted."""
-    parser = argparse.ArgumentParser(prog="python -m serving.tools.render_serve_config", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m serving.tools.render_serve_config", description=__doc__.split("\n")[0]
+    )
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", action="store_true", help="regenerate the files")
     mode.add_argument("--check", action="store_true", help="fail if a generated file is stale")

@@ -79,7 +79,10 @@ def serve_config_problems(text_or_data: str | Mapping[str, Any]) -> list[str]:
         return [f"serveConfigV2 is not YAML: {exc}"]
     if not isinstance(data, Mapping):
         return ["serveConfigV2 must be a mapping"]
-    problems = [f"unknown key {key!r} (not in Ray's ServeDeploySchema)" for key in unknown_keys(data, ServeDeploySchema)]
+    problems = [
+        f"unknown key {key!r} (not in Ray's ServeDeploySchema)"
+        for key in unknown_keys(data, ServeDeploySchema)
+    ]
     try:
         ServeDeploySchema.model_validate(dict(data))
     except ValidationError as exc:

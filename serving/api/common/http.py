@@ -60,10 +60,15 @@ def respond(result: BaseModel | AsyncIterator[str], ctx: RequestContext) -> Resp
 
 
 class RequestIdMiddleware:
-    """Pure ASGI middleware: assigns ``request.state.request_id`` and echoes ``x-request-id``."""
+    """Pure ASGI middleware: assigns ``request.state.request_id`` and echoes ``x-request-id``.
 
-    def __init__(self, app: Any) -> None:
+    Behind Ray Serve's proxy ``echo=False``: the proxy already sets the request's
+    ``x-request-id`` (the client's, or a new one) and echoes it on the response.
+    """
+
+    def __init__(self, app: Any, echo: bool = True) -> None:
         self.app = app
+        self.echo = echo
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -72,6 +77,9 @@ class RequestIdMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         request_id = request_id_from(headers)
         scope.setdefault("state", {})["request_id"] = request_id
+        if not self.echo:
+            await self.app(scope, receive, send)
+            return
         encoded = request_id.encode("latin-1")
 
         async def send_with_id(message: dict) -> None:
