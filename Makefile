@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 CONSTRAINTS := requirements/$(ENGINE).lock
 PIP_CONSTRAINTS := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 
-.PHONY: help setup system-deps run test test-unit test-integration model prometheus benchmark clean
+.PHONY: help setup system-deps run test test-unit test-integration model prometheus benchmark k8s clean
 
 help:
 	@echo "make run    - install (first time), prepare the default model, serve it at http://127.0.0.1:8000"
@@ -59,6 +59,11 @@ test-unit: setup
 
 test-integration: setup system-deps
 	$(PY) -m pytest tests/integration tests/e2e
+
+# Regenerate the Kubernetes files derived from deploy/ (the RayService's serveConfigV2,
+# the PrometheusRule); a test fails when they drift.
+k8s: setup
+	$(PY) -m serving.tools.render_serve_config --write
 
 benchmark: setup
 	$(PY) -m serving.bench.overhead

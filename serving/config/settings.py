@@ -94,7 +94,9 @@ class DeploymentSettings(StrictModel):
     health_check_timeout_s: PositiveFloat = 30.0
     graceful_shutdown_wait_loop_s: PositiveFloat = 2.0
     graceful_shutdown_timeout_s: PositiveFloat = Field(
-        120.0, description="Longest a draining replica waits for in-flight streams."
+        300.0,
+        description="Longest a draining replica waits for in-flight streams "
+        "(keep it >= http.request_timeout_s so no stream is cut).",
     )
     num_cpus: PositiveFloat = Field(1.0, description="CPUs Ray reserves per model replica.")
     num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves per model replica.")
@@ -131,7 +133,7 @@ class HTTPSettings(StrictModel):
     ingress_num_cpus: PositiveFloat = Field(0.25, description="CPUs per ingress replica (split).")
     ingress_replicas: PositiveInt = Field(1, description="Ingress replicas (split).")
     request_timeout_s: PositiveFloat = Field(
-        600.0, description="Longest a request may run before it is cut (generation deadline)."
+        300.0, description="Longest a request may run before it is cut (generation deadline)."
     )
 
 

@@ -1,0 +1,26 @@
+"""Rendered manifests of k8s/ (real kustomize), shared by the Kubernetes validation tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from serving.tools.k8s_validate import kustomize_targets, render
+from serving.tools.render_serve_config import REPO
+
+OVERLAYS = ("cpu-dev", "gpu-prod")
+TARGETS = ("base", *OVERLAYS)
+
+
+def target_dir(name: str) -> Path:
+    """The kustomization folder of ``base`` or an overlay."""
+    return REPO / "k8s" / "base" if name == "base" else REPO / "k8s" / "overlays" / name
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, list[dict[str, Any]]]:
+    """Documents of the base and every overlay, rendered once per session."""
+    assert {p.name for p in kustomize_targets()} >= {"base", *OVERLAYS}
+    return {name: render(target_dir(name)) for name in TARGETS}

