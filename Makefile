@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(ENGINE)
 CONSTRAINTS := requirements/$(ENGINE).lock
 PIP_CONSTRAINTS := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
 
-.PHONY: help setup system-deps run test test-unit test-integration model prometheus benchmark k8s clean
+.PHONY: help setup system-deps run test test-unit test-integration model prometheus loadtest benchmark benchmark-overhead k8s clean
 
 help:
 	@echo "make run    - install (first time), prepare the default model, serve it at http://127.0.0.1:8000"
@@ -42,7 +42,7 @@ system-deps:
 	@if ! command -v promtool >/dev/null 2>&1; then \
 		echo "[setup] installing Debian package prometheus (promtool + server)"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	fi
 
 model: setup
@@ -54,7 +54,7 @@ run: setup
 test: setup system-deps
 	$(PY) -m pytest
 
-test-unit: setup
+test-unit: setup system-deps
 	$(PY) -m pytest tests/unit
 
 test-integration: setup system-deps
@@ -64,9 +64,23 @@ test-integration: setup system-deps
 # the PrometheusRule); a test fails when they drift.
 k8s: setup
 	$(PY) -m serving.tools.render_serve_config --write
+	$(PY) -m serving.observability.dashboards --check
 
+# A real Prometheus on loopback scraping the running stack (start `make run` first).
+prometheus: setup system-deps
+	$(PY) -m serving.observability.prometheus
+
+# How many concurrent chat users does it hold within the SLO? (start `make run` first)
+loadtest: setup
+	$(VENV)/bin/serving-loadtest run capacity
+
+# Side by side on this machine: vLLM's own server, Ray Serve LLM, this stack.
 benchmark: setup
-	$(PY) -m serving.bench.overhead
+	$(VENV)/bin/serving-loadtest benchmark --out loadtests/results/$$(date +%F)-compare
+
+# Issue 2's overhead goal: this stack's data paths against vLLM's own server.
+benchmark-overhead: setup
+	$(VENV)/bin/serving-loadtest benchmark --config loadtests/benchmark/overhead.yaml --out loadtests/results/$$(date +%F)-overhead
 
 clean:
 	rm -rf $(VENV)

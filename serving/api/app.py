@@ -39,7 +39,7 @@ def build_openai_app(
 ) -> FastAPI:
     """The OpenAI-compatible app serving ``engine``, with policies and hooks plugged in."""
     app = FastAPI(title="llm-serving", version=__version__, docs_url=None, redoc_url=None)
-    metrics = metrics or RequestMetrics(engine.info.id)
+    metrics = metrics or RequestMetrics(engine.info.id, version=engine.info.version)
     pipeline = GenerationPipeline(
         engine,
         policies=policies,

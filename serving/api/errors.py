@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,8 +13,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving.api.common.protocol import KNOWN_UNSUPPORTED_PARAMETERS
 from serving.errors import ServingError, error_body, error_body_for
+from serving.observability.logging import REQUEST_LOGGER, log_request
 
 logger = logging.getLogger(__name__)
+request_log = logging.getLogger(REQUEST_LOGGER)
 
 
 def _headers(request: Request, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -24,12 +27,25 @@ def _headers(request: Request, extra: dict[str, str] | None = None) -> dict[str,
 
 
 def _record(request: Request, status: int, outcome: str) -> None:
-    """Count a request refused before it reached the generation pipeline."""
+    """Count and log a request refused before it reached the generation pipeline."""
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is None or getattr(request.state, "ctx", None) is not None:
         return  # the pipeline already recorded it
     route = getattr(request.scope.get("route"), "path", "unmatched")
-    metrics.start(route).finish(status_code=status, outcome=outcome, prompt_tokens=0, completion_tokens=0)
+    record = metrics.start(route)
+    record.finish(status_code=status, outcome=outcome, prompt_tokens=0, completion_tokens=0)
+    log_request(
+        request_log,
+        request_id=getattr(request.state, "request_id", "-"),
+        model=metrics.model_id,
+        route=route,
+        status_code=status,
+        outcome=outcome,
+        latency_s=time.monotonic() - record.start,
+        ttft_s=None,
+        prompt_tokens=0,
+        completion_tokens=0,
+    )
 
 
 def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
@@ -83,6 +99,7 @@ def register_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        _record(request, exc.status_code, "client_error")
         if exc.status_code == 404:
             message = f"Unknown request URL: {request.method} {request.url.path}."
             body = error_body(message, error_type="invalid_request_error", code="unknown_url")

@@ -22,6 +22,9 @@ class Extensions:
     middlewares: list[Middleware] = field(default_factory=list)
 
 
-def build_extensions(settings: Settings, engine: Engine) -> Extensions:
+def build_extensions(settings: Settings, engine: Engine, *, engine_is_local: bool = True) -> Extensions:
     """Everything the settings switch on, in the order it must run."""
-    return Extensions()
+    from serving.gateway.build import build_gateway
+
+    gateway = build_gateway(settings, engine, engine_is_local=engine_is_local)
+    return Extensions(policies=list(gateway.policies), middlewares=list(gateway.middlewares))

@@ -86,9 +86,11 @@ class DeploymentSettings(StrictModel):
     """Ray Serve deployment options of the model deployment."""
 
     autoscaling: AutoscalingSettings = AutoscalingSettings()
-    max_ongoing_requests: PositiveInt = Field(64, description="Requests one replica runs at once.")
+    # Above the gateway's admission capacity (engine running + waiting), so that a full
+    # model answers 429 from the app instead of Serve's own 503 for backpressure.
+    max_ongoing_requests: PositiveInt = Field(256, description="Requests one replica holds at once.")
     max_queued_requests: int = Field(
-        128, ge=-1, description="Requests queued per caller before Serve rejects (-1: unbounded)."
+        -1, ge=-1, description="Requests queued per caller before Serve rejects (-1: unbounded)."
     )
     health_check_period_s: PositiveFloat = 10.0
     health_check_timeout_s: PositiveFloat = 30.0

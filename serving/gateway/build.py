@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from serving.engine.protocol import Engine
 from serving.gateway.admission.policy import AdmissionController, AdmissionPolicy
 from serving.gateway.auth.keys import KeyStore
+from serving.gateway.auth.middleware import APIKeyMiddleware
 from serving.gateway.auth.policy import AnonymousPolicy, AuthPolicy
 from serving.gateway.hygiene.body_limit import BodySizeLimitMiddleware
 from serving.gateway.hygiene.policy import HygienePolicy
@@ -86,7 +87,8 @@ def build_gateway(
     enforces admission with ``build_admission``.
     """
     gw: GatewaySettings = settings.gateway
-    metrics = metrics or GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
+    if metrics is None:
+        metrics = GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
 
     store: KeyStore | None = None
     policies: list[Any] = []
@@ -100,7 +102,7 @@ def build_gateway(
     if gw.auth.enabled or _any_limit(gw.limits):
         policies.append(
             RateLimitPolicy(
-                limiter or build_limiter(gw.limits),
+                limiter if limiter is not None else build_limiter(gw.limits),
                 LimitResolver(gw.limits, store),
                 default_output_tokens=gw.limits.default_output_tokens,
                 fail_open=gw.limits.fail_open,
@@ -109,7 +111,11 @@ def build_gateway(
         )
     admission = build_admission(settings, engine, metrics=metrics, enforce=engine_is_local)
     policies.append(AdmissionPolicy(admission))
-    middlewares: list[tuple[type, dict[str, Any]]] = [
+    # Outermost first: a request without a key is refused before its body is read.
+    middlewares: list[tuple[type, dict[str, Any]]] = []
+    if store is not None:
+        middlewares.append((APIKeyMiddleware, {"store": store, "metrics": metrics}))
+    middlewares.append(
         (
             BodySizeLimitMiddleware,
             {
@@ -117,7 +123,7 @@ def build_gateway(
                 "on_reject": lambda: metrics.decision("hygiene", DENIED, "body_size"),
             },
         )
-    ]
+    )
     return Gateway(policies=policies, middlewares=middlewares, metrics=metrics)
 
 
@@ -126,7 +132,8 @@ def build_admission(
 ) -> AdmissionController:
     """The admission check next to ``engine`` (the model replica in the split topology)."""
     gw: GatewaySettings = settings.gateway
-    metrics = metrics or GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
+    if metrics is None:
+        metrics = GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
     controller = AdmissionController(engine.load, gw.admission, metrics=metrics, enforce=enforce)
     if controller.enforce:
         _warn_if_serve_queues_first(settings, controller.capacity(engine.load()))

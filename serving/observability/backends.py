@@ -72,6 +72,11 @@ class _RayInstrument:
             self._record(value, tags=dict(key))
 
 
+def refresh_interval_s(report_interval_ms: int) -> float:
+    """Half of Ray's report interval, between 0.5 and 5 seconds: every export sees a fresh value."""
+    return min(5.0, max(0.5, report_interval_ms / 2000))
+
+
 class _GaugeRefresher:
     """A daemon thread that re-records the gauges of one backend while Ray runs."""
 
@@ -101,7 +106,7 @@ class _GaugeRefresher:
             return self.interval_s
         import ray
 
-        return min(5.0, max(0.5, ray._config.metrics_report_interval_ms() / 2000))
+        return refresh_interval_s(ray._config.metrics_report_interval_ms())
 
     def refresh_once(self) -> None:
         """Re-record every gauge now."""

@@ -2,13 +2,13 @@
 
     python -m serving.observability.prometheus              # start it; Ctrl-C stops it
     python -m serving.observability.prometheus check-queries --url http://127.0.0.1:9090
-    python -m serving.observability.prometheus render-k8s [--check]
 
 ``run`` starts Debian's ``prometheus`` binary (``apt-get install prometheus``) with
 ``deploy/prometheus/prometheus.yml``: the target is pointed at Ray's metrics export
 port of the configured stack and rule files are made absolute. ``check-queries`` runs
 every dashboard and rule expression through the HTTP API and reports the ones that
-fail or return nothing. ``render-k8s`` wraps the rules into a PrometheusRule.
+fail or return nothing. (On Kubernetes the same rule files become a PrometheusRule:
+``k8s/base/generated/prometheusrule.yaml``, rendered by ``make k8s``.)
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +34,6 @@ import yaml
 from serving.observability.expressions import REPO_ROOT, RULES_DIR, Expression, all_expressions
 
 CONFIG_PATH = REPO_ROOT / "deploy" / "prometheus" / "prometheus.yml"
-K8S_RULE_PATH = REPO_ROOT / "deploy" / "prometheus" / "k8s" / "prometheusrule.serving.yaml"
 DEFAULT_PORT = 9090
 
 # Grafana variables as the checks substitute them: every model, a window with data.
@@ -89,9 +88,10 @@ class LocalPrometheus:
         self.host, self.port = host, port
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
-        self._owns_dir = storage_dir is None
-        self.workdir = Path(storage_dir or tempfile.mkdtemp(prefix="serving-prometheus-"))
+        self._storage_dir = storage_dir
+        self.workdir: Path | None = None  # made by start(); a temp dir unless storage_dir
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_at: float | None = None  # time.monotonic() when it became ready
 
     @property
     def url(self) -> str:
@@ -100,25 +100,44 @@ class LocalPrometheus:
 
     @property
     def log_path(self) -> Path:
-        """Where the server's own log goes."""
+        """Where the server's own log goes (inside the work dir)."""
+        if self.workdir is None:
+            raise PrometheusError("not started")
         return self.workdir / "prometheus.log"
 
     def start(self, timeout_s: float = 30.0) -> "LocalPrometheus":
         """Write the config, start the server, return once it answers ``/-/ready``."""
+        binary = prometheus_binary()
+        self.workdir = Path(self._storage_dir or tempfile.mkdtemp(prefix="serving-prometheus-"))
+        try:
+            self._launch(binary)
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_at = time.monotonic()
+        return self
+
+    def _launch(self, binary: str) -> None:
         config = local_config(
             self.targets, scrape_interval=self.scrape_interval, evaluation_interval=self.evaluation_interval
         )
-        config_path = self.workdir / "prometheus.yml"
+        config_path = self.log_path.with_name("prometheus.yml")
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         command = [
-            prometheus_binary(),
+            binary,
             f"--config.file={config_path}",
-            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--storage.tsdb.path={config_path.parent / 'data'}",
             f"--web.listen-address={self.host}:{self.port}",
             "--storage.tsdb.retention.time=1d",
         ]
         with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            )
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -126,11 +145,10 @@ class LocalPrometheus:
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as response:
                     if response.status == 200:
-                        return self
+                        return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.2)
-        self.stop()
         raise PrometheusError(f"prometheus not ready after {timeout_s:.0f}s: {self._log_tail()}")
 
     def stop(self) -> None:
@@ -143,7 +161,7 @@ class LocalPrometheus:
                 self.process.kill()
                 self.process.wait()
         self.process = None
-        if self._owns_dir:
+        if self._storage_dir is None and self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> "LocalPrometheus":
@@ -165,6 +183,16 @@ class LocalPrometheus:
             return self.log_path.read_text()[-2000:]
         except OSError:
             return "(no log)"
+
+
+def _die_with_parent() -> None:
+    """In the child: ask Linux to stop it when the Python process that started it dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() still stops it on a normal exit
 
 
 def query(url: str, expr: str) -> list[dict[str, Any]]:
@@ -233,52 +261,6 @@ def check_expressions(
     return checks
 
 
-def prometheus_rule_manifest(rules_dir: Path = RULES_DIR) -> dict[str, Any]:
-    """The rule files' groups wrapped as a Prometheus Operator PrometheusRule."""
-    groups = []
-    for path in sorted(rules_dir.glob("*.y*ml")):
-        groups.extend(yaml.safe_load(path.read_text())["groups"])
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "PrometheusRule",
-        "metadata": {
-            "name": "llm-serving",
-            "labels": {
-                "app.kubernetes.io/name": "llm-serving",
-                "app.kubernetes.io/component": "alerting",
-                "app.kubernetes.io/part-of": "llm-serving",
-            },
-        },
-        "spec": {"groups": groups},
-    }
-
-
-_K8S_HEADER = """\
-# GENERATED from deploy/prometheus/rules/*.yaml by
-#   python -m serving.observability.prometheus render-k8s
-# Do not edit: change the rule files and re-render (a test checks for drift).
-# Your Prometheus Operator must select it (ruleSelector), e.g. by the labels below.
-"""
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Writes multi-line strings (PromQL) as ``|`` blocks, as the rule files do."""
-
-
-def _str_presenter(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str_presenter)
-
-
-def render_k8s_rule() -> str:
-    """The PrometheusRule manifest as YAML text (with its generated-file header)."""
-    body = yaml.dump(prometheus_rule_manifest(), Dumper=_BlockDumper, sort_keys=False, width=120)
-    return _K8S_HEADER + body
-
-
 def _serving_target(config: str | None) -> str:
     """``127.0.0.1:<ray.metrics_export_port>`` of the configured stack."""
     from serving.config.settings import load_settings
@@ -292,20 +274,22 @@ def _run(args: argparse.Namespace) -> int:
     server = LocalPrometheus(
         [target], port=args.port, scrape_interval=args.scrape_interval, storage_dir=args.storage
     )
-    server.start()
     example = urllib.parse.quote("sum by (outcome) (rate(ray_serving_requests_total[1m]))")
-    print(
-        f"Prometheus is running at {server.url} (data in {server.workdir})\n"
-        f"  scraping  http://{target}/metrics  (Ray's metrics port: serving, vLLM and Serve metrics)\n"
-        f"  targets   {server.url}/targets   (is the stack's metrics port up?)\n"
-        f"  alerts    {server.url}/alerts    (rules: {RULES_DIR.relative_to(REPO_ROOT)})\n"
-        f"  try       {server.url}/graph?g0.expr={example}\n"
-        f"  check     python -m serving.observability.prometheus check-queries --url {server.url}\n"
-        "  Grafana   import deploy/grafana/dashboards/*.json (datasource: this Prometheus)\n"
-        "Metric reference: docs/metrics.md; runbook: docs/runbook.md. Ctrl-C stops it.",
-        flush=True,
-    )
+    # SIGTERM (and SIGINT, which background jobs ignore) stop it cleanly: storage removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
+        server.start()
+        print(
+            f"Prometheus is running at {server.url} (data in {server.workdir})\n"
+            f"  scraping  http://{target}/metrics  (Ray's metrics port: serving, vLLM and Serve metrics)\n"
+            f"  targets   {server.url}/targets   (is the stack's metrics port up?)\n"
+            f"  alerts    {server.url}/alerts    (rules: {RULES_DIR.relative_to(REPO_ROOT)})\n"
+            f"  try       {server.url}/graph?g0.expr={example}\n"
+            f"  check     python -m serving.observability.prometheus check-queries --url {server.url}\n"
+            "  Grafana   import deploy/grafana/dashboards/*.json (datasource: this Prometheus)\n"
+            "Metric reference: docs/metrics.md; runbook: docs/runbook.md. Ctrl-C stops it.",
+            flush=True,
+        )
         while server.process is not None and server.process.poll() is None:
             time.sleep(0.5)
         print(f"prometheus exited: see {server.log_path}", file=sys.stderr)
@@ -326,19 +310,6 @@ def _check_queries(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _render_k8s(args: argparse.Namespace) -> int:
-    text = render_k8s_rule()
-    if args.check:
-        if not K8S_RULE_PATH.exists() or K8S_RULE_PATH.read_text() != text:
-            print(f"{K8S_RULE_PATH} is stale: run python -m serving.observability.prometheus render-k8s", file=sys.stderr)
-            return 1
-        return 0
-    K8S_RULE_PATH.parent.mkdir(parents=True, exist_ok=True)
-    K8S_RULE_PATH.write_text(text)
-    print(f"wrote {K8S_RULE_PATH}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     """The command line (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m serving.observability.prometheus", description=__doc__.splitlines()[0])
@@ -346,15 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="start Prometheus scraping the local stack (default)")
     run.add_argument("--config", help="settings/Serve config file (default: built-in settings + env)")
     run.add_argument("--target", help="host:port to scrape (default: 127.0.0.1:<ray.metrics_export_port>)")
-    run.add_argument("--port", type=int, default=int(os.environ.get("PROMETHEUS_PORT", DEFAULT_PORT)))
+    run.add_argument("--port", type=int, default=DEFAULT_PORT, help="where Prometheus listens on 127.0.0.1")
     run.add_argument("--scrape-interval", default=None, help="e.g. 5s (default: the config file's)")
     run.add_argument("--storage", type=Path, default=None, help="data directory (default: a temp dir)")
     check = sub.add_parser("check-queries", help="run every dashboard/rule expression against a Prometheus")
     check.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}")
     check.add_argument("--model", default=".*", help="value of the dashboards' $model variable")
-    k8s = sub.add_parser("render-k8s", help="write the PrometheusRule manifest")
-    k8s.add_argument("--check", action="store_true", help="fail if the committed manifest is stale")
-    handlers = {"run": _run, "check-queries": _check_queries, "render-k8s": _render_k8s}
+    handlers = {"run": _run, "check-queries": _check_queries}
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0] not in handlers and argv[0] not in ("-h", "--help")):
         argv.insert(0, "run")  # `run` is the default command

@@ -8,6 +8,7 @@ from ray import serve
 from ray.serve import Application
 
 from serving.config.settings import DeploymentSettings, Settings, load_settings
+from serving.gateway.drain import drain_deployment_options
 from serving.ray_serve.deployments import ModelDeployment, OpenAIIngress, OpenAIModelServer
 
 MODEL_DEPLOYMENT = "model"
@@ -39,7 +40,7 @@ def build_app_from_settings(settings: Settings) -> Application:
         name=INGRESS_DEPLOYMENT,
         num_replicas=settings.http.ingress_replicas,
         max_ongoing_requests=max(1000, options["max_ongoing_requests"] * 4),
-        graceful_shutdown_timeout_s=options["graceful_shutdown_timeout_s"],
+        **drain_deployment_options(settings.gateway.drain),
         ray_actor_options={"num_cpus": settings.http.ingress_num_cpus},
     )
     return ingress.bind(settings, model)

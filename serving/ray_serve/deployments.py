@@ -12,6 +12,7 @@ from serving.api.extensions import build_extensions
 from serving.config.settings import Settings
 from serving.engine.protocol import GenerateOutput, GenerateRequest, ModelInfo
 from serving.engine.vllm_engine import VLLMEngine
+from serving.gateway.build import build_admission
 from serving.model.prepare import resolve_model_path
 from serving.observability.logging import configure_logging
 from serving.observability.metrics import RequestMetrics
@@ -36,9 +37,9 @@ async def start_engine(settings: Settings) -> VLLMEngine:
     return engine
 
 
-def build_asgi(settings: Settings, engine: Any) -> Any:
+def build_asgi(settings: Settings, engine: Any, *, engine_is_local: bool = True) -> Any:
     """The OpenAI app with every extension the settings switch on."""
-    ext = build_extensions(settings, engine)
+    ext = build_extensions(settings, engine, engine_is_local=engine_is_local)
     return build_openai_app(
         settings,
         engine,
@@ -46,7 +47,7 @@ def build_asgi(settings: Settings, engine: Any) -> Any:
         stream_hooks=ext.stream_hooks,
         extra_routers=ext.routers,
         middlewares=ext.middlewares,
-        metrics=RequestMetrics(engine.info.id),
+        metrics=RequestMetrics(engine.info.id, version=engine.info.version),
         echo_request_id=False,  # Serve's proxy echoes x-request-id itself
     )
 
@@ -84,13 +85,18 @@ class ModelDeployment(_EngineOwner):
 
     async def __init__(self, settings: Settings) -> None:
         self.engine = await start_engine(settings)
+        self.admission = build_admission(settings, self.engine)
 
     def info(self) -> ModelInfo:
         return self.engine.info
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
-        async for out in self.engine.generate(request):
-            yield out
+        self.admission.admit(request.request_id)  # OverloadedError -> 429 at the ingress
+        try:
+            async for out in self.engine.generate(request):
+                yield out
+        finally:
+            self.admission.release(request.request_id)
 
     async def abort(self, request_id: str) -> None:
         await self.engine.abort(request_id)
@@ -104,7 +110,7 @@ class OpenAIIngress:
         configure_logging(settings.logging)
         info = await model.info.remote()
         self.engine = HandleEngine(model, info)
-        self._app = build_asgi(settings, self.engine)
+        self._app = build_asgi(settings, self.engine, engine_is_local=False)
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._app

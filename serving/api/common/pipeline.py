@@ -119,7 +119,7 @@ class GenerationPipeline:
         self.engine = engine
         self.policies = tuple(policies)
         self.stream_hooks = tuple(stream_hooks)
-        self.metrics = metrics or RequestMetrics(engine.info.id)
+        self.metrics = metrics or RequestMetrics(engine.info.id, version=engine.info.version)
         self.request_timeout_s = request_timeout_s
 
     async def start(self, ctx: RequestContext, build: Callable[[], GenerateRequest]) -> Generation:
@@ -174,6 +174,7 @@ class GenerationPipeline:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
+        ctx.annotations["outcome"] = outcome
         for policy in self.policies:
             try:
                 await policy.after(ctx, prompt_tokens, completion_tokens)

@@ -13,11 +13,11 @@ from serving.gateway.metrics import ALLOWED, DENIED, GatewayMetrics
 
 log = logging.getLogger(__name__)
 
-_MISSING = (
+MISSING_MESSAGE = (
     "You didn't provide an API key. Send it in the Authorization header as "
     "'Authorization: Bearer YOUR_KEY'."
 )
-_INVALID = "Incorrect API key provided."
+INVALID_MESSAGE = "Incorrect API key provided."
 
 
 def presented_key(headers: Mapping[str, str]) -> str | None:
@@ -49,12 +49,12 @@ class AuthPolicy:
         key = presented_key(ctx.headers)
         if key is None:
             self.metrics.decision(self.name, DENIED, "missing")
-            raise AuthenticationError(_MISSING, code="missing_api_key")
+            raise AuthenticationError(MISSING_MESSAGE, code="missing_api_key")
         record = self.store.lookup(key)
         if record is None:
             self.metrics.decision(self.name, DENIED, "invalid")
             log.info("request %s refused: unknown API key", ctx.request_id)
-            raise AuthenticationError(_INVALID)
+            raise AuthenticationError(INVALID_MESSAGE)
         ctx.key_id = record.key_id
         ctx.tier = record.tier or self.default_tier
         self.metrics.decision(self.name, ALLOWED, tier=ctx.tier, key_id=ctx.key_id)

@@ -1,10 +1,10 @@
 """The shared limiter: one named Ray actor that every ingress replica calls.
 
 The actor is synchronous, so Ray runs its calls one at a time: ``acquire`` is atomic
-across replicas without locks. It is created on first use with ``get_if_exists`` in
-the caller's namespace (Serve's), ``detached`` so it outlives the replica that happened
-to create it, restarted by Ray if its process dies (counters then start afresh), and
-reserves no CPU. One round trip per request; measured by
+across replicas without locks. It is created on first use with ``get_if_exists`` in an
+explicit namespace (Serve's, ``serve``, by default), ``detached`` so it outlives the
+replica that happened to create it, restarted by Ray if its process dies (counters
+then start afresh), and reserves no CPU. One round trip per request; measured by
 ``python -m serving.gateway.limits.benchmark``.
 """
 

@@ -35,7 +35,7 @@ class LocalLimiter:
     name = "local"
 
     def __init__(self, *, lease_s: float = 900.0, core: LimiterCore | None = None) -> None:
-        self.core = core or LimiterCore()
+        self.core = core if core is not None else LimiterCore()
         self.lease_s = lease_s
 
     async def acquire(self, key: str, limits: Limits, tokens: int) -> Decision:

@@ -6,10 +6,10 @@ from serving.config.settings import EngineSettings
 from serving.engine.vllm_engine import engine_args, engine_environment
 
 
-def test_cpu_settings_give_kv_cache_bytes_and_cpu_env() -> None:
+def test_cpu_settings_give_kv_cache_bytes_and_cpu_env(tmp_path: Path) -> None:
     settings = EngineSettings(max_num_seqs=8, max_num_batched_tokens=1024, max_model_len=512, kv_cache_gib=0.5)
-    args = engine_args(Path("/models/x"), "x", settings)
-    assert args.model == "/models/x" and args.served_model_name == "x"
+    args = engine_args(tmp_path, "x", settings)
+    assert args.model == str(tmp_path) and args.served_model_name == "x"
     assert args.max_num_seqs == 8 and args.max_num_batched_tokens == 1024 and args.max_model_len == 512
     assert args.kv_cache_memory_bytes == 512 * 1024**2
     assert args.enforce_eager is True and args.dtype == "bfloat16"
@@ -18,9 +18,9 @@ def test_cpu_settings_give_kv_cache_bytes_and_cpu_env() -> None:
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "1" and env["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
 
 
-def test_gpu_settings_use_memory_utilisation_not_cpu_knobs() -> None:
+def test_gpu_settings_use_memory_utilisation_not_cpu_knobs(tmp_path: Path) -> None:
     settings = EngineSettings(device="cuda", gpu_memory_utilization=0.85, tensor_parallel_size=2, enforce_eager=False, dtype="float16")
-    args = engine_args(Path("/models/big"), "big", settings)
+    args = engine_args(tmp_path, "big", settings)
     assert args.gpu_memory_utilization == 0.85
     assert args.kv_cache_memory_bytes is None
     assert args.tensor_parallel_size == 2 and args.enforce_eager is False and args.dtype == "float16"

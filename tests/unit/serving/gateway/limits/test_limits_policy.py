@@ -1,0 +1,159 @@
+"""The rate-limit policy: limits resolution, 429 with OpenAI headers, real-usage release."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.errors import RateLimitError, error_body_for
+from serving.gateway.auth.keys import KeyStore
+from serving.gateway.limits.buckets import LimiterCore
+from serving.gateway.limits.policy import ANNOTATION, LimitResolver, RateLimitPolicy
+from serving.gateway.limits.store import LimiterUnavailable, LocalLimiter
+from serving.gateway.settings import LimitsSettings, TierLimits
+
+HEADERS = {
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+}
+
+
+def settings(**tiers) -> LimitsSettings:
+    return LimitsSettings(tiers={"default": TierLimits(), **tiers}, default_output_tokens=100)
+
+
+@pytest.fixture
+def limiter(clock):
+    return LocalLimiter(core=LimiterCore(clock=clock))
+
+
+def policy_for(limits: LimitsSettings, limiter, metrics, store=None, fail_open=True) -> RateLimitPolicy:
+    return RateLimitPolicy(
+        limiter, LimitResolver(limits, store), default_output_tokens=100, fail_open=fail_open, metrics=metrics
+    )
+
+
+async def test_n_rpm_then_429_with_headers(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(rpm=2, tpm=10_000)), limiter, metrics)
+    oks = []
+    for _ in range(2):
+        ctx = ctx_factory(key_id="k1", tier="free")
+        await policy.before(ctx)
+        oks.append(ctx)
+    assert set(oks[0].response_headers) == HEADERS
+    assert [c.response_headers["x-ratelimit-remaining-requests"] for c in oks] == ["1", "0"]
+    denied = ctx_factory(key_id="k1", tier="free")
+    with pytest.raises(RateLimitError) as info:
+        await policy.before(denied)
+    exc = info.value
+    assert exc.status_code == 429
+    assert exc.headers["retry-after"] == "30"  # 2 rpm: one request every 30 s
+    assert HEADERS <= set(exc.headers) and denied.response_headers == exc.headers
+    assert exc.headers["x-ratelimit-remaining-requests"] == "0"
+    body = error_body_for(exc)["error"]
+    assert body["type"] == "rate_limit_error" and body["code"] == "rate_limit_exceeded"
+    assert "requests per minute" in body["message"]
+    assert denied.annotations[ANNOTATION] == "requests"
+    assert metrics.count("rate_limit", "denied", "requests") == 1
+    assert metrics.count("rate_limit", "allowed") == 2
+
+
+async def test_tokens_reserved_from_prompt_and_max_tokens_then_real_usage(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(tpm=1000)), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="free", messages=["x" * 40], max_tokens=300, n=2)
+    await policy.before(ctx)
+    # 40 chars / 4 + 4 per message = 14 prompt tokens, plus 2 x 300 output tokens.
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 14 - 600)
+    await policy.after(ctx, prompt_tokens=20, completion_tokens=30)
+    nxt = ctx_factory(key_id="k", tier="free", messages=["x" * 40], max_tokens=300, n=2)
+    await policy.before(nxt)
+    assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 50 - 614)
+
+
+async def test_missing_max_tokens_reserves_default(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(tpm=1000)), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="free", prompt="a" * 8, max_tokens=None)
+    await policy.before(ctx)
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 2 - 100)
+
+
+async def test_too_large_and_tokens_denials_say_so(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(tpm=200)), limiter, metrics)
+    with pytest.raises(RateLimitError, match="Request too large"):
+        await policy.before(ctx_factory(key_id="k", tier="free", max_tokens=500))
+    await policy.before(ctx_factory(key_id="k", tier="free", max_tokens=150))
+    with pytest.raises(RateLimitError, match="tokens per minute") as info:
+        await policy.before(ctx_factory(key_id="k", tier="free", max_tokens=150))
+    assert int(info.value.headers["retry-after"]) >= 1
+    assert set(metrics.reasons("rate_limit")) == {"", "too_large", "tokens"}
+
+
+async def test_concurrency_released_by_after_even_on_error_paths(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(max_concurrent=1)), limiter, metrics)
+    first = ctx_factory(key_id="k", tier="free")
+    await policy.before(first)
+    with pytest.raises(RateLimitError, match="concurrent"):
+        await policy.before(ctx_factory(key_id="k", tier="free"))
+    # Concurrency only: no x-ratelimit headers (OpenAI has none for it).
+    assert first.response_headers == {}
+    await policy.after(first, 0, 0)
+    await policy.after(first, 0, 0)  # a second call is harmless
+    await policy.before(ctx_factory(key_id="k", tier="free"))
+
+
+async def test_unlimited_tier_never_touches_the_store(metrics, ctx_factory):
+    class Exploding:
+        name = "boom"
+
+        async def acquire(self, *a):
+            raise AssertionError("the store was called")
+
+        async def release(self, *a):
+            raise AssertionError("the store was called")
+
+    policy = policy_for(settings(), Exploding(), metrics)
+    ctx = ctx_factory(key_id="k", tier="default")
+    await policy.before(ctx)
+    await policy.after(ctx, 1, 1)
+    assert ctx.response_headers == {}
+
+
+def test_resolver_merges_tier_keys_file_and_settings(tmp_path):
+    path = tmp_path / "keys.yaml"
+    path.write_text("keys: [{key: sk-0123456789, id: alice, tier: pro, limits: {rpm: 7}}]")
+    limits = LimitsSettings(
+        tiers={"default": TierLimits(rpm=1), "pro": TierLimits(rpm=100, tpm=5000)},
+        keys={"alice": TierLimits(max_concurrent=3)},
+    )
+    resolver = LimitResolver(limits, KeyStore(path))
+    got = resolver.limits_for("alice", "pro")
+    assert (got.rpm, got.tpm, got.max_concurrent) == (7, 5000, 3)
+    assert resolver.limits_for("bob", "nonexistent-tier").rpm == 1
+
+
+class _Down:
+    name = "down"
+
+    async def acquire(self, *a):
+        raise LimiterUnavailable("down")
+
+    async def release(self, *a):
+        raise LimiterUnavailable("down")
+
+
+async def test_store_down_fails_open_by_default(metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(rpm=1)), _Down(), metrics)
+    ctx = ctx_factory(key_id="k", tier="free")
+    await policy.before(ctx)
+    await policy.after(ctx, 1, 1)
+    assert metrics.count("rate_limit", "failed_open") == 1
+
+
+async def test_store_down_fails_closed_when_configured(metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(rpm=1)), _Down(), metrics, fail_open=False)
+    with pytest.raises(RateLimitError) as info:
+        await policy.before(ctx_factory(key_id="k", tier="free"))
+    assert info.value.headers["retry-after"] == "1"
