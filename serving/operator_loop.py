@@ -31,7 +31,7 @@ from serving.context.policy import ContextWindowPolicy
 from serving.context.tokens import engine_token_counter
 from serving.engine.protocol import Engine
 from serving.gateway.hooks import RequestPolicy, StreamHook
-from serving.privacy.log_filter import install_redacting_filter
+from serving.privacy.log_filter import install_redacting_record_factory
 from serving.privacy.pii import redact
 
 logger = logging.getLogger(__name__)
@@ -100,17 +100,20 @@ def build_operator(
     handles = handles or OperatorHandles()
     op = Operator()
     if settings.privacy.redact_logs:
-        install_redacting_filter()
+        install_redacting_record_factory()
     policies: list[RequestPolicy] = []
     hooks: list[StreamHook] = []
     routers: list[APIRouter] = []
 
     if settings.context.policy != "off":
-        policies.append(
-            ContextWindowPolicy(
-                settings.context, max_model_len=engine.info.max_model_len, count_tokens=engine_token_counter(engine)
+        try:
+            counter = engine_token_counter(engine)
+        except TypeError:
+            logger.warning("the engine cannot count prompt tokens; context.policy is not applied")
+        else:
+            policies.append(
+                ContextWindowPolicy(settings.context, max_model_len=engine.info.max_model_len, count_tokens=counter)
             )
-        )
     if settings.moderation.enabled:
         _moderation(settings, engine, handles, classifier, route_dependencies, op, policies, hooks, routers)
     if settings.feedback.enabled:
@@ -161,7 +164,6 @@ def _feedback(settings, deps, op, hooks, routers) -> None:  # type: ignore[no-un
         cfg.database_url,
         flush_interval_s=cfg.flush_interval_s,
         max_pending=cfg.max_pending,
-        lookup_grace_s=cfg.lookup_grace_s,
         retention_days=cfg.response_retention_days,
     ).start()
     metrics = FeedbackMetrics()

@@ -164,6 +164,8 @@ def deploy_stack(ray_serve_instance: RayServeInstance, tiny_model_dir: Path) -> 
 
     def deploy(overrides: dict[str, Any] | None = None, base: str = "tiny") -> Stack:
         base_args = tiny_args(tiny_model_dir) if base == "tiny" else {}
+        # Feedback metadata goes to the session's temp dir, never the user's cache.
+        base_args["feedback"] = {"database_url": f"sqlite:///{ray_serve_instance.temp_dir}/feedback.sqlite3"}
         args = deep_merge(base_args, overrides or {})
         key = json.dumps(args, sort_keys=True, default=str)
         if current["key"] == key:

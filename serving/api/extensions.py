@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from fastapi import APIRouter
 
@@ -10,6 +11,7 @@ from serving.api.app import Middleware
 from serving.config.settings import Settings
 from serving.engine.protocol import Engine
 from serving.gateway.hooks import RequestPolicy, StreamHook
+from serving.operator_loop import OperatorHandles, build_operator
 
 
 @dataclass
@@ -20,11 +22,35 @@ class Extensions:
     stream_hooks: list[StreamHook] = field(default_factory=list)
     routers: list[APIRouter] = field(default_factory=list)
     middlewares: list[Middleware] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Flush and release what the extensions hold (on replica shutdown)."""
+        for close in self.closers:
+            close()
 
 
-def build_extensions(settings: Settings, engine: Engine, *, engine_is_local: bool = True) -> Extensions:
-    """Everything the settings switch on, in the order it must run."""
+def build_extensions(
+    settings: Settings,
+    engine: Engine,
+    *,
+    engine_is_local: bool = True,
+    operator_handles: OperatorHandles | None = None,
+) -> Extensions:
+    """Everything the settings switch on, in the order it must run.
+
+    Gateway policies (auth, hygiene, limits, admission) run first; then the operator
+    loop's (input moderation, conversation context) and its stream hooks (output
+    moderation, feedback metadata) and routes (feedback, moderations, embeddings).
+    """
     from serving.gateway.build import build_gateway
 
     gateway = build_gateway(settings, engine, engine_is_local=engine_is_local)
-    return Extensions(policies=list(gateway.policies), middlewares=list(gateway.middlewares))
+    operator = build_operator(settings, engine, handles=operator_handles)
+    return Extensions(
+        policies=[*gateway.policies, *operator.policies],
+        stream_hooks=list(operator.stream_hooks),
+        routers=list(operator.routers),
+        middlewares=list(gateway.middlewares),
+        closers=[operator.close],
+    )

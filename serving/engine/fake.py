@@ -59,6 +59,8 @@ class FakeEngine:
             return len(request.prompt.split())
         return sum(len(m["content"].split()) + 3 for m in request.messages or ())
 
+    count_prompt_tokens = count_tokens
+
     def _script(self, request: GenerateRequest) -> list[str]:
         if request.sampling.json_schema is not None or request.sampling.json_object:
             return [json.dumps({"answer": "fake"})]

@@ -126,6 +126,13 @@ class Engine(Protocol):
         """
         ...
 
+    def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        """Tokens the prompt (or rendered chat) of ``request`` takes (for context policies).
+
+        May be a coroutine function when the engine is remote (the split topology).
+        """
+        ...
+
     async def abort(self, request_id: str) -> None:
         """Stop a running request and free its resources (no-op if unknown)."""
         ...

@@ -9,9 +9,10 @@ from serving.errors import ConflictError, InvalidRequestError, NotFoundError
 from serving.feedback.metrics import FeedbackMetrics
 from serving.feedback.protocol import TAG_PATTERN, FeedbackRequest, FeedbackResponse
 from serving.feedback.settings import FeedbackSettings
-from serving.feedback.store import FeedbackInput, FeedbackStore
+from serving.feedback.store import FeedbackInput, FeedbackStore, StoredFeedback
 
 _TAG = re.compile(TAG_PATTERN)
+GRACE_POLL_S = 0.1
 
 
 class FeedbackService:
@@ -44,7 +45,7 @@ class FeedbackService:
         """Store one feedback (404 unknown response, 409 duplicate)."""
         feedback = self.validate(body, key_id)
         try:
-            stored = await asyncio.to_thread(self.store.add_feedback, feedback)
+            stored = await self._store(feedback)
         except NotFoundError:
             self.metrics.rejected("not_found")
             raise
@@ -59,3 +60,16 @@ class FeedbackService:
             thumbs=stored.thumbs,  # type: ignore[arg-type]
             score=stored.score,
         )
+
+    async def _store(self, feedback: FeedbackInput) -> StoredFeedback:
+        """Store it. A response unknown here may still sit in another replica's write buffer:
+        retry for ``lookup_grace_s``, waiting on the event loop (not in a worker thread)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.lookup_grace_s
+        while True:
+            try:
+                return await asyncio.to_thread(self.store.add_feedback, feedback)
+            except NotFoundError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(min(GRACE_POLL_S, max(deadline - loop.time(), 0.0)))

@@ -98,20 +98,20 @@ class FeedbackStore:
         *,
         flush_interval_s: float = 0.2,
         max_pending: int = 10_000,
-        lookup_grace_s: float = 1.0,
         retention_days: int = 30,
+        purge_interval_s: float | None = PURGE_INTERVAL_S,
         engine: Engine | None = None,
     ) -> None:
         self.engine = engine or create_db_engine(database_url)
         self.flush_interval_s = flush_interval_s
-        self.lookup_grace_s = lookup_grace_s
         self.retention_days = retention_days
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.dropped = 0
         self.write_errors = 0
-        self._last_purge = 0.0
+        self.purge_interval_s = purge_interval_s  # None: only explicit purge() calls
+        self._last_purge = 0.0  # the first purge runs soon after start
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -196,7 +196,7 @@ class FeedbackStore:
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
-        if now - self._last_purge < PURGE_INTERVAL_S:
+        if self.purge_interval_s is None or now - self._last_purge < self.purge_interval_s:
             return
         self._last_purge = now
         try:
@@ -251,30 +251,21 @@ class FeedbackStore:
         return stored
 
     def _response(self, response_id: str, key_id: str | None) -> ResponseRow:
-        """The response row, waiting briefly for one still in a write buffer."""
-        deadline = time.monotonic() + self.lookup_grace_s
-        flushed = False
-        while True:
+        """The response row (flushing this store's buffer once if needed); NotFoundError if
+        unknown, or another key's (no existence leak)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.get(ResponseRow, response_id)
+        if row is None and self.flush():
             with Session(self.engine, expire_on_commit=False) as session:
                 row = session.get(ResponseRow, response_id)
-            if row is not None:
-                # Feedback on another key's response looks like an unknown id (no existence leak).
-                if row.key_id is not None and key_id is not None and row.key_id != key_id:
-                    row = None
-                else:
-                    return row
-            if row is None and not flushed:
-                flushed = True
-                self.flush(timeout=self.lookup_grace_s + 1)
-                continue
-            if time.monotonic() >= deadline:
-                raise NotFoundError(
-                    f"No response with id '{response_id}' was found (it may be older than the "
-                    "retention period, or belong to another API key).",
-                    param="response_id",
-                    code="response_not_found",
-                )
-            time.sleep(min(0.1, max(deadline - time.monotonic(), 0.0)))
+        if row is None or (row.key_id is not None and key_id is not None and row.key_id != key_id):
+            raise NotFoundError(
+                f"No response with id '{response_id}' was found (it may be older than the "
+                "retention period, or belong to another API key).",
+                param="response_id",
+                code="response_not_found",
+            )
+        return row
 
     # -- export ----------------------------------------------------------------------
 

@@ -41,6 +41,6 @@ class PrivacySettings(BaseModel):
     audit: AuditSettings = AuditSettings()
     redact_logs: bool = Field(
         True,
-        description="Install a log filter that redacts PII and secrets in every log record "
+        description="Redact PII and secrets in every log record of the replica process "
         "(defence in depth: the code never logs text on purpose).",
     )

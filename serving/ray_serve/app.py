@@ -9,6 +9,7 @@ from ray.serve import Application
 
 from serving.config.settings import DeploymentSettings, Settings, load_settings
 from serving.gateway.drain import drain_deployment_options
+from serving.operator_loop import operator_deployments
 from serving.ray_serve.deployments import ModelDeployment, OpenAIIngress, OpenAIModelServer
 
 MODEL_DEPLOYMENT = "model"
@@ -32,8 +33,12 @@ def deployment_options(deployment: DeploymentSettings) -> dict[str, Any]:
 def build_app_from_settings(settings: Settings) -> Application:
     """The Serve application for validated settings (colocated or split topology)."""
     options = deployment_options(settings.model.deployment)
+    router_config = settings.context.sticky_routing.request_router_config()
+    if router_config is not None:
+        options["request_router_config"] = router_config
+    extra = operator_deployments(settings)  # embeddings / classifier deployments, if enabled
     if settings.http.topology == "colocated":
-        return serve.deployment(OpenAIModelServer, name=MODEL_DEPLOYMENT, **options).bind(settings)
+        return serve.deployment(OpenAIModelServer, name=MODEL_DEPLOYMENT, **options).bind(settings, **extra)
     model = serve.deployment(ModelDeployment, name=MODEL_DEPLOYMENT, **options).bind(settings)
     ingress = serve.deployment(
         OpenAIIngress,
@@ -43,7 +48,7 @@ def build_app_from_settings(settings: Settings) -> Application:
         **drain_deployment_options(settings.gateway.drain),
         ray_actor_options={"num_cpus": settings.http.ingress_num_cpus},
     )
-    return ingress.bind(settings, model)
+    return ingress.bind(settings, model, **extra)
 
 
 def build_app(args: dict[str, Any] | None = None) -> Application:

@@ -16,6 +16,7 @@ from serving.gateway.build import build_admission
 from serving.model.prepare import resolve_model_path
 from serving.observability.logging import configure_logging
 from serving.observability.metrics import RequestMetrics
+from serving.operator_loop import OperatorHandles
 from serving.ray_serve.handle_engine import HandleEngine
 
 logger = logging.getLogger(__name__)
@@ -37,10 +38,17 @@ async def start_engine(settings: Settings) -> VLLMEngine:
     return engine
 
 
-def build_asgi(settings: Settings, engine: Any, *, engine_is_local: bool = True) -> Any:
-    """The OpenAI app with every extension the settings switch on."""
-    ext = build_extensions(settings, engine, engine_is_local=engine_is_local)
-    return build_openai_app(
+def build_asgi(
+    settings: Settings, engine: Any, operator_handles: dict[str, Any], *, engine_is_local: bool = True
+) -> tuple[Any, Any]:
+    """The OpenAI app with every extension the settings switch on, and the extensions."""
+    ext = build_extensions(
+        settings,
+        engine,
+        engine_is_local=engine_is_local,
+        operator_handles=OperatorHandles.from_kwargs(operator_handles),
+    )
+    return ext, build_openai_app(
         settings,
         engine,
         policies=ext.policies,
@@ -63,6 +71,9 @@ class _EngineOwner:
 
     def __del__(self) -> None:
         # Serve calls this after draining in-flight requests (graceful_shutdown_timeout_s).
+        extensions = getattr(self, "_extensions", None)
+        if extensions is not None:
+            extensions.close()
         engine = getattr(self, "engine", None)
         if engine is not None and engine._engine is not None:
             engine._engine.shutdown()
@@ -72,9 +83,9 @@ class _EngineOwner:
 class OpenAIModelServer(_EngineOwner):
     """Colocated topology: the OpenAI routes live in the model replica (one hop)."""
 
-    async def __init__(self, settings: Settings) -> None:
+    async def __init__(self, settings: Settings, **operator_handles: Any) -> None:
         self.engine = await start_engine(settings)
-        self._app = build_asgi(settings, self.engine)
+        self._extensions, self._app = build_asgi(settings, self.engine, operator_handles)
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._app
@@ -89,6 +100,9 @@ class ModelDeployment(_EngineOwner):
 
     def info(self) -> ModelInfo:
         return self.engine.info
+
+    def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        return self.engine.count_prompt_tokens(request)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         self.admission.admit(request.request_id)  # OverloadedError -> 429 at the ingress
@@ -106,11 +120,14 @@ class ModelDeployment(_EngineOwner):
 class OpenAIIngress:
     """Split topology: HTTP in its own (light) deployment, engine calls through a handle."""
 
-    async def __init__(self, settings: Settings, model: Any) -> None:
+    async def __init__(self, settings: Settings, model: Any, **operator_handles: Any) -> None:
         configure_logging(settings.logging)
         info = await model.info.remote()
         self.engine = HandleEngine(model, info)
-        self._app = build_asgi(settings, self.engine, engine_is_local=False)
+        self._extensions, self._app = build_asgi(settings, self.engine, operator_handles, engine_is_local=False)
+
+    def __del__(self) -> None:
+        self._extensions.close()
 
     def __serve_build_asgi_app__(self) -> Any:
         return self._app

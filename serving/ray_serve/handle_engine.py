@@ -60,6 +60,10 @@ class HandleEngine:
             if not finished:
                 responses.cancel()  # the model replica aborts the engine request
 
+    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        """Prompt tokens as the model replica's tokenizer counts them."""
+        return await self._handle.count_prompt_tokens.remote(request)
+
     async def abort(self, request_id: str) -> None:
         await self._handle.abort.remote(request_id)
 

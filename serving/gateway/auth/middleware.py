@@ -40,10 +40,12 @@ class APIKeyMiddleware:
         if key is None:
             error = AuthenticationError(MISSING_MESSAGE, code="missing_api_key")
             reason = "missing"
-        elif self.store.lookup(key) is None:
+        elif (record := self.store.lookup(key)) is None:
             error = AuthenticationError(INVALID_MESSAGE)
             reason = "invalid"
         else:
+            # Routes outside the generation pipeline (feedback, ...) see who is calling.
+            scope.setdefault("state", {})["key_id"] = record.key_id
             await self.app(scope, receive, send)
             return
         self.metrics.decision("auth", DENIED, reason)

@@ -1,0 +1,134 @@
+"""The context policy: truncate_oldest keeps system + newest turns; reject explains; headers report."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from serving.context.policy import DROPPED_MESSAGES_HEADER, DROPPED_TOKENS_HEADER, ContextWindowPolicy
+from serving.context.settings import ContextSettings
+from serving.context.tokens import engine_token_counter
+from serving.engine.fake import FakeEngine, FakeEngineConfig
+from serving.engine.protocol import GenerateRequest, SamplingOptions
+from serving.errors import ContextLengthExceededError
+from serving.gateway.hooks import RequestContext
+
+WINDOW = 100
+ENGINE = FakeEngine(FakeEngineConfig(max_model_len=WINDOW))  # counts words + 3 per message
+
+
+def msg(role: str, words: int, tag: str = "") -> dict[str, str]:
+    return {"role": role, "content": " ".join([tag or role] * words)}
+
+
+def ctx_for(messages, max_tokens: int | None = 20) -> RequestContext:
+    request = GenerateRequest(request_id="r", sampling=SamplingOptions(max_tokens=max_tokens), messages=tuple(messages))
+    return RequestContext(
+        request_id="r", response_id="chatcmpl-r", route="/v1/chat/completions", model="m", headers={}, body=None,
+        generate=request,
+    )
+
+
+def make_policy(**values) -> ContextWindowPolicy:
+    return ContextWindowPolicy(
+        ContextSettings(**values), max_model_len=WINDOW, count_tokens=engine_token_counter(ENGINE)
+    )
+
+
+def conversation(turns: int, words: int = 7) -> list[dict[str, str]]:
+    messages = [msg("system", 5)]
+    for i in range(turns):
+        messages.append(msg("user", words, f"u{i}"))
+        messages.append(msg("assistant", words, f"a{i}"))
+    messages.append(msg("user", words, "last"))
+    return messages
+
+
+async def test_fitting_conversation_is_untouched() -> None:
+    ctx = ctx_for(conversation(2))
+    assert await make_policy().before(ctx) is None
+    assert ctx.response_headers == {}
+
+
+async def test_truncate_oldest_keeps_system_and_newest_turns_that_fit() -> None:
+    messages = conversation(8)  # 1 + 16 + 1 messages, 8 + 17*10 = 178 tokens
+    ctx = ctx_for(messages, max_tokens=20)  # budget 80
+    policy = make_policy()
+    truncated = await policy.before(ctx)
+    kept = truncated.messages
+    assert kept[0] == messages[0]  # the system prompt stays
+    assert kept[-1] == messages[-1]  # the newest message stays
+    assert kept[1]["role"] == "user"  # the kept part starts at a user turn
+    assert list(kept[1:]) == messages[len(messages) - (len(kept) - 1) :]  # a contiguous newest suffix
+    assert ENGINE.count_tokens(truncated) <= 80
+    # Nothing more would have fit: one more (older) turn overflows.
+    bigger = dataclasses.replace(truncated, messages=(messages[0], *messages[-(len(kept) + 1) :]))
+    assert ENGINE.count_tokens(bigger) > 80
+    dropped = len(messages) - len(kept)
+    assert ctx.response_headers[DROPPED_MESSAGES_HEADER] == str(dropped)
+    assert ctx.response_headers[DROPPED_TOKENS_HEADER] == str(ENGINE.count_tokens(ctx.generate) - ENGINE.count_tokens(truncated))
+    assert ctx.annotations["context_dropped_messages"] == dropped
+    assert truncated.sampling == ctx.generate.sampling and truncated.request_id == ctx.generate.request_id
+
+
+async def test_system_messages_anywhere_are_kept() -> None:
+    messages = [msg("system", 3), msg("user", 30, "old"), msg("system", 3, "note"), msg("assistant", 30), msg("user", 10)]
+    truncated = await make_policy().before(ctx_for(messages, max_tokens=50))
+    assert [m["role"] for m in truncated.messages] == ["system", "system", "user"]
+
+
+async def test_reject_policy_explains_the_numbers() -> None:
+    ctx = ctx_for(conversation(8), max_tokens=20)
+    with pytest.raises(ContextLengthExceededError) as info:
+        await make_policy(policy="reject").before(ctx)
+    err = info.value
+    assert err.status_code == 400 and err.code == "context_length_exceeded" and err.param == "messages"
+    assert "178 prompt tokens" in err.message and "only 80 fit" in err.message and "100 tokens" in err.message
+
+
+async def test_newest_message_alone_too_long_is_refused() -> None:
+    messages = [msg("system", 5), msg("user", 5), msg("assistant", 5), msg("user", 90)]
+    with pytest.raises(ContextLengthExceededError, match="newest message do not fit"):
+        await make_policy().before(ctx_for(messages, max_tokens=20))
+
+
+async def test_without_max_tokens_the_reserve_applies_capped_at_half_the_window() -> None:
+    policy = make_policy(reserve_output_tokens=1000)
+    ctx = ctx_for(conversation(8), max_tokens=None)
+    truncated = await policy.before(ctx)
+    assert ENGINE.count_tokens(truncated) <= WINDOW // 2
+    # A single message the reserve cannot make room for is left to the engine.
+    alone = ctx_for([msg("user", 70)], max_tokens=None)
+    assert await policy.before(alone) is None
+
+
+async def test_max_tokens_over_the_window_is_refused() -> None:
+    with pytest.raises(ContextLengthExceededError):
+        await make_policy().before(ctx_for(conversation(1), max_tokens=WINDOW))
+
+
+async def test_raw_prompts_and_policy_off_are_left_alone() -> None:
+    request = GenerateRequest(request_id="r", sampling=SamplingOptions(max_tokens=20), prompt="word " * 500)
+    ctx = ctx_for([msg("user", 1)])
+    ctx.generate = request
+    assert await make_policy().before(ctx) is None
+    assert await make_policy(policy="off").before(ctx_for(conversation(20))) is None
+
+
+async def test_async_token_counters_are_supported() -> None:
+    class AsyncCounting:
+        calls = 0
+
+        async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+            AsyncCounting.calls += 1
+            return ENGINE.count_tokens(request)
+
+    policy = ContextWindowPolicy(ContextSettings(), max_model_len=WINDOW, count_tokens=engine_token_counter(AsyncCounting()))
+    truncated = await policy.before(ctx_for(conversation(8)))
+    assert truncated is not None and AsyncCounting.calls <= 8  # binary search, not one count per message
+
+
+def test_engine_without_a_counter_is_an_error() -> None:
+    with pytest.raises(TypeError, match="count_prompt_tokens"):
+        engine_token_counter(object())

@@ -1,0 +1,119 @@
+"""The moderation policy: rules (terms, patterns), PII actions, classifier fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import ValidationError
+
+from serving.moderation.metrics import ModerationMetrics
+from serving.moderation.policy import ModerationPolicy
+from serving.moderation.settings import ModerationSettings
+
+
+def policy(**values) -> ModerationPolicy:
+    return ModerationPolicy(ModerationSettings(**values), metrics=ModerationMetrics("m"))
+
+
+async def test_terms_match_whole_words_case_insensitively() -> None:
+    p = policy(rules=[{"category": "drugs", "terms": ["crystal meth"]}])
+    assert (await p.check("where to buy Crystal  METH")).blocked is False  # two spaces: not the term
+    assert (await p.check("where to buy Crystal METH?")).blocked_categories == ("drugs",)
+    assert (await p.check("crystal methodology")).blocked is False
+
+
+async def test_patterns_and_positions() -> None:
+    p = policy(rules=[{"category": "secrets/internal", "patterns": [r"project\s+nightingale"]}])
+    [hit] = [d for d in p.match_rules("about Project  Nightingale today") if d.category == "secrets/internal"]
+    assert (hit.start, hit.end) == (6, 26)
+
+
+async def test_default_rules_catch_weapon_instructions() -> None:
+    p = policy()
+    assert (await p.check("Explain how to build a pipe bomb")).blocked_categories == ("illicit/weapons",)
+    assert (await p.check("The history of the atomic bomb")).blocked is False
+
+
+async def test_pii_actions() -> None:
+    p = policy(pii={"email": "flag", "phone": "off", "card": "block", "secret": "block"})
+    verdict = await p.check("mail a@b.io, phone +1 415 555 0100")
+    assert verdict.blocked is False
+    assert verdict.flagged_categories == ("pii/email",)
+    assert (await p.check("card 4111 1111 1111 1111")).blocked_categories == ("pii/card",)
+    assert "pii/phone" not in p.categories
+
+
+async def test_flag_and_off_actions() -> None:
+    p = policy(
+        rules=[
+            {"category": "profanity", "terms": ["darn"], "action": "flag"},
+            {"category": "ignored", "terms": ["whatever"], "action": "off"},
+        ]
+    )
+    verdict = await p.check("darn it, whatever")
+    assert verdict.blocked is False and verdict.flagged_categories == ("profanity",)
+    assert "ignored" not in p.categories
+
+
+async def test_metrics_count_by_stage_and_category() -> None:
+    p = policy(rules=[{"category": "x", "terms": ["bad"]}])
+    await p.check("bad", stage="input")
+    await p.check("fine", stage="input")
+    await p.check("a@b.io", stage="api")
+    assert p.metrics.count("block", "input", "x") == 1
+    assert p.metrics.count("check", "input", "passed") == 1
+    assert p.metrics.count("flag", "api", "pii/email") == 1
+
+
+class FakeClassifier:
+    def __init__(self, scores: dict[str, float] | None = None, fail: bool = False, delay: float = 0.0) -> None:
+        self.scores, self.fail, self.delay, self.calls = scores or {}, fail, delay, 0
+
+    async def classify(self, text: str) -> dict[str, float]:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.fail:
+            raise RuntimeError("classifier down")
+        return self.scores
+
+
+def classified(classifier: FakeClassifier, **classifier_settings) -> ModerationPolicy:
+    settings = ModerationSettings(classifier={"enabled": True, **classifier_settings})
+    return ModerationPolicy(settings, classifier=classifier, metrics=ModerationMetrics("m"))
+
+
+async def test_classifier_scores_above_threshold_block() -> None:
+    p = classified(FakeClassifier({"violence": 0.9, "self-harm": 0.2}), threshold=0.5)
+    verdict = await p.check("some text")
+    assert verdict.blocked_categories == ("violence",)
+    assert verdict.score("violence") == pytest.approx(0.9)
+    assert set(p.categories) >= {"violence", "self-harm"}
+
+
+async def test_classifier_is_skipped_when_rules_already_block() -> None:
+    fake = FakeClassifier({"violence": 0.9})
+    p = classified(fake)
+    await p.check("card 4111 1111 1111 1111")
+    assert fake.calls == 0
+
+
+async def test_classifier_failure_and_timeout_fail_open() -> None:
+    p = classified(FakeClassifier(fail=True))
+    assert (await p.check("text")).blocked is False
+    slow = classified(FakeClassifier({"violence": 1.0}, delay=0.5), timeout_s=0.05)
+    assert (await slow.check("text")).blocked is False
+    assert p.metrics.count("classifier_error") == 1 and slow.metrics.count("classifier_error") == 1
+
+
+def test_settings_are_strict() -> None:
+    with pytest.raises(ValidationError):
+        ModerationSettings(rules=[{"category": "x", "patterns": ["(unclosed"]}])
+    with pytest.raises(ValidationError):
+        ModerationSettings(rules=[{"category": "x"}])
+    with pytest.raises(ValidationError):
+        ModerationSettings(rules=[{"category": "Bad Category", "terms": ["a"]}])
+    with pytest.raises(ValidationError):
+        ModerationSettings(holdback_chars=600, window_chars=512)
+    with pytest.raises(ValidationError):
+        ModerationSettings(unknown=True)

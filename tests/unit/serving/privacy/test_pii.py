@@ -1,0 +1,69 @@
+"""PII and secret detectors: what they find, what they leave alone, and redaction."""
+
+from __future__ import annotations
+
+import pytest
+
+from serving.privacy.pii import find_pii, redact
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("write to jane.doe+news@example.co.uk today", "email"),
+        ("call +1 (415) 555-0100 now", "phone"),
+        ("call 415-555-0100 now", "phone"),
+        ("ring +44 20 7946 0958", "phone"),
+        ("pay with 4111 1111 1111 1111", "card"),
+        ("pay with 5500-0000-0000-0004", "card"),
+        ("key sk-proj-AbCdEfGhIjKlMnOpQrStUv123456", "secret"),
+        ("Authorization: Bearer abcdefghijklmnop.qrstuvwx-yz", "secret"),
+        ("aws AKIAIOSFODNN7EXAMPLE", "secret"),
+        ("token ghp_0123456789abcdefghijABCDEFGHIJ012345", "secret"),
+        ("password=hunter2hunter2", "secret"),
+        ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U", "secret"),
+    ],
+)
+def test_detects(text: str, kind: str) -> None:
+    found = find_pii(text)
+    assert [m.kind for m in found] == [kind]
+    assert f"[REDACTED:{kind.upper()}]" in redact(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "released on 2024-01-15 at 10:30",
+        "version 1.2.3.4 of the library",
+        "order 12345 shipped",
+        "4111 1111 1111 1112",  # fails the Luhn check
+        "0000 0000 0000 0000",  # one repeated digit
+        "call 555-0100",  # too few digits for a phone number
+        "the sk- prefix alone",
+        "user@localhost has no domain suffix",
+    ],
+)
+def test_leaves_ordinary_text_alone(text: str) -> None:
+    assert find_pii(text) == []
+    assert redact(text) == text
+
+
+def test_redacts_every_span_and_keeps_the_rest() -> None:
+    text = "me: a@b.io, card 4111111111111111, key sk-abcdefghijklmnopqrstu end"
+    assert redact(text) == "me: [REDACTED:EMAIL], card [REDACTED:CARD], key [REDACTED:SECRET] end"
+
+
+def test_kinds_can_be_selected() -> None:
+    text = "a@b.io and 4111111111111111"
+    assert [m.kind for m in find_pii(text, ["card"])] == ["card"]
+    assert redact(text, ["email"]) == "[REDACTED:EMAIL] and 4111111111111111"
+
+
+def test_a_card_is_not_also_reported_as_a_phone() -> None:
+    found = find_pii("card 4111-1111-1111-1111.")
+    assert [m.kind for m in found] == ["card"]
+
+
+def test_a_phone_number_followed_by_other_numbers_is_still_found() -> None:
+    text = "call +1 415 555 0199 4242 4242 4242 4242 now"
+    assert redact(text) == "call [REDACTED:PHONE] [REDACTED:CARD] now"
