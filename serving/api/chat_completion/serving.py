@@ -16,12 +16,12 @@ from serving.api.chat_completion.protocol import (
     TokenLogprobEntry,
     TopLogprobEntry,
 )
-from serving.api.common.pipeline import Generation, GenerationPipeline
+from serving.api.common.pipeline import Generation, GenerationPipeline, finish_reason
 from serving.api.common.protocol import now, usage
 from serving.api.common.sampling import include_usage, sampling_options
 from serving.api.common.sse import DONE, sse_error, sse_event
-from serving.engine.protocol import ChoiceDelta, GenerateRequest, TokenLogprob
-from serving.errors import ServerError, ServingError
+from serving.engine.protocol import GenerateRequest, TokenLogprob
+from serving.errors import ServingError
 from serving.gateway.hooks import RequestContext
 
 ROUTE = "/v1/chat/completions"
@@ -66,12 +66,6 @@ def logprob_entries(logprobs: list[TokenLogprob] | None) -> list[TokenLogprobEnt
     ]
 
 
-def _finish(choice: ChoiceDelta) -> str | None:
-    if choice.finish_reason == "abort":
-        raise ServerError("the engine aborted the generation")
-    return choice.finish_reason
-
-
 class OpenAIServingChat:
     """Serves ``POST /v1/chat/completions`` on a generation pipeline."""
 
@@ -90,16 +84,7 @@ class OpenAIServingChat:
     async def _collect(
         self, body: ChatCompletionRequest, ctx: RequestContext, generation: Generation
     ) -> ChatCompletionResponse:
-        texts = [""] * body.n
-        logprobs: list[list[TokenLogprob]] = [[] for _ in range(body.n)]
-        finish: list[str] = ["stop"] * body.n
-        async for out in generation.outputs():
-            for choice in out.choices:
-                texts[choice.index] += choice.text
-                logprobs[choice.index].extend(choice.logprobs or ())
-                reason = _finish(choice)
-                if reason is not None:
-                    finish[choice.index] = reason
+        got = await generation.collect(body.n)
         return ChatCompletionResponse(
             id=ctx.response_id,
             created=now(),
@@ -107,9 +92,9 @@ class OpenAIServingChat:
             choices=[
                 ChatCompletionChoice(
                     index=i,
-                    message=ChatCompletionMessage(content=texts[i]),
-                    logprobs=ChoiceLogprobs(content=logprob_entries(logprobs[i])) if body.logprobs else None,
-                    finish_reason=finish[i],
+                    message=ChatCompletionMessage(content=got.texts[i]),
+                    logprobs=ChoiceLogprobs(content=logprob_entries(got.logprobs[i])) if body.logprobs else None,
+                    finish_reason=got.finish[i],
                 )
                 for i in range(body.n)
             ],
@@ -149,7 +134,7 @@ class OpenAIServingChat:
                 for choice in out.choices:
                     if choice.text or choice.logprobs:
                         yield chunk(choice.index, DeltaMessage(content=choice.text), lp=choice.logprobs)
-                    reason = _finish(choice)
+                    reason = finish_reason(choice)
                     if reason is not None:
                         yield chunk(choice.index, DeltaMessage(), finish=reason)
             if with_usage:

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Sequence
 
-from serving.engine.protocol import Engine, GenerateOutput, GenerateRequest
+from serving.engine.protocol import ChoiceDelta, Engine, GenerateOutput, GenerateRequest, TokenLogprob
 from serving.errors import RequestTimeoutError, ServerError, ServingError
 from serving.gateway.hooks import RequestContext, RequestPolicy, StreamHook
 from serving.observability.logging import log_request
@@ -43,6 +43,22 @@ def outcome_for(exc: BaseException | None) -> tuple[int, str]:
             return 504, "timeout"
         return exc.status_code, "client_error" if exc.status_code < 500 else "server_error"
     return 500, "server_error"
+
+
+def finish_reason(choice: ChoiceDelta) -> str | None:
+    """The OpenAI finish reason of a delta; an engine-side abort is a server error."""
+    if choice.finish_reason == "abort":
+        raise ServerError("the engine aborted the generation")
+    return choice.finish_reason
+
+
+@dataclass
+class CollectedChoices:
+    """Every choice of a generation, whole: text, logprobs and finish reason by index."""
+
+    texts: list[str]
+    logprobs: list[list[TokenLogprob]]
+    finish: list[str]
 
 
 @dataclass
@@ -74,6 +90,18 @@ class Generation:
             raise
         finally:
             await self.close(error)
+
+    async def collect(self, n: int, prefix: str = "") -> CollectedChoices:
+        """Run the generation to its end and gather its ``n`` choices (each after ``prefix``)."""
+        collected = CollectedChoices(texts=[prefix] * n, logprobs=[[] for _ in range(n)], finish=["stop"] * n)
+        async for out in self.outputs():
+            for choice in out.choices:
+                collected.texts[choice.index] += choice.text
+                collected.logprobs[choice.index].extend(choice.logprobs or ())
+                reason = finish_reason(choice)
+                if reason is not None:
+                    collected.finish[choice.index] = reason
+        return collected
 
     def _account(self, out: GenerateOutput) -> None:
         self.prompt_tokens = out.prompt_tokens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from serving.api.common.pipeline import Generation, GenerationPipeline
+from serving.api.common.pipeline import Generation, GenerationPipeline, finish_reason
 from serving.api.common.protocol import now, usage
 from serving.api.common.sampling import include_usage, sampling_options
 from serving.api.common.sse import DONE, sse_error, sse_event
@@ -14,8 +14,8 @@ from serving.api.completion.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
-from serving.engine.protocol import ChoiceDelta, GenerateRequest, TokenLogprob
-from serving.errors import InvalidRequestError, ServerError, ServingError
+from serving.engine.protocol import GenerateRequest, TokenLogprob
+from serving.errors import InvalidRequestError, ServingError
 from serving.gateway.hooks import RequestContext
 
 ROUTE = "/v1/completions"
@@ -51,12 +51,6 @@ class _LogprobsBuilder:
         )
 
 
-def _finish(choice: ChoiceDelta) -> str | None:
-    if choice.finish_reason == "abort":
-        raise ServerError("the engine aborted the generation")
-    return choice.finish_reason
-
-
 class OpenAIServingCompletion:
     """Serves ``POST /v1/completions`` on a generation pipeline."""
 
@@ -73,17 +67,7 @@ class OpenAIServingCompletion:
         return await self._collect(body, ctx, generation)
 
     async def _collect(self, body: CompletionRequest, ctx: RequestContext, generation: Generation) -> CompletionResponse:
-        prefix = body.prompt_text() if body.echo else ""
-        texts = [prefix] * body.n
-        logprobs: list[list[TokenLogprob]] = [[] for _ in range(body.n)]
-        finish = ["stop"] * body.n
-        async for out in generation.outputs():
-            for choice in out.choices:
-                texts[choice.index] += choice.text
-                logprobs[choice.index].extend(choice.logprobs or ())
-                reason = _finish(choice)
-                if reason is not None:
-                    finish[choice.index] = reason
+        got = await generation.collect(body.n, prefix=body.prompt_text() if body.echo else "")
         return CompletionResponse(
             id=ctx.response_id,
             created=now(),
@@ -91,9 +75,9 @@ class OpenAIServingCompletion:
             choices=[
                 CompletionChoice(
                     index=i,
-                    text=texts[i],
-                    logprobs=_LogprobsBuilder().build(logprobs[i]) if body.logprobs is not None else None,
-                    finish_reason=finish[i],
+                    text=got.texts[i],
+                    logprobs=_LogprobsBuilder().build(got.logprobs[i]) if body.logprobs is not None else None,
+                    finish_reason=got.finish[i],
                 )
                 for i in range(body.n)
             ],
@@ -130,7 +114,7 @@ class OpenAIServingCompletion:
                     yield chunk(index, body.prompt_text(), None, None)
             async for out in outputs:
                 for choice in out.choices:
-                    reason = _finish(choice)
+                    reason = finish_reason(choice)
                     if choice.text or choice.logprobs or reason is not None:
                         yield chunk(choice.index, choice.text, reason, choice.logprobs)
             if with_usage:

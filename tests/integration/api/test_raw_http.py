@@ -63,7 +63,7 @@ BAD_BODIES = [
     ("tools unsupported", {"tools": [{"type": "function"}]}, 400, "tools"),
     ("unknown field", {"frobnicate": 1}, 400, "frobnicate"),
     ("image part", {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}, 400, None),
-    ("max_tokens over context", {"max_tokens": 10**9}, 400, "messages"),
+    ("max_tokens over context", {"max_tokens": 10**9}, 400, "max_tokens"),
 ]
 
 
