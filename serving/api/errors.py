@@ -31,7 +31,8 @@ def _record(request: Request, status: int, outcome: str) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is None or getattr(request.state, "ctx", None) is not None:
         return  # the pipeline already recorded it
-    route = getattr(request.scope.get("route"), "path", "unmatched")
+    # The route template as OpenAPI writes it ("/v1/models/{model_id}"): a bounded label.
+    route = getattr(request.scope.get("route"), "path_format", "unmatched")
     record = metrics.start(route)
     record.finish(status_code=status, outcome=outcome, prompt_tokens=0, completion_tokens=0)
     log_request(

@@ -239,4 +239,6 @@ def test_our_gauges_stay_exported_while_the_replica_idles(observed) -> None:
         time.sleep(wait)  # bounded: at most the window, once per session
     samples = prometheus.query(f'count_over_time(ray_serving_model_info{{model="{stack.model}"}}[{window_s}s])')
     assert samples, "ray_serving_model_info vanished"
-    assert min(float(s["value"][1]) for s in samples) >= window_s - 3  # scraped every second, no gap
+    # Scraped every second; Ray's metrics agent sometimes answers a scrape late, so allow
+    # a few missed scrapes. A gauge Ray forgot would be gone for >= 20 s of the window.
+    assert min(float(s["value"][1]) for s in samples) >= window_s - 10
