@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
@@ -12,11 +13,28 @@ from pydantic import BaseModel
 
 from serving.api.common.protocol import new_id
 from serving.api.common.sse import SSE_HEADERS
-from serving.errors import ModelNotFoundError
+from serving.errors import ModelNotFoundError, ServingError, error_body_for
 from serving.gateway.hooks import RequestContext
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+async def send_error_response(
+    send: Any, error: ServingError, extra_headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer with ``error``'s OpenAI error body straight from ASGI middleware."""
+    payload = json.dumps(error_body_for(error)).encode()
+    await send({
+        "type": "http.response.start",
+        "status": error.status_code,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            *extra_headers,
+        ],
+    })
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
 
 
 def request_id_from(headers: Any) -> str:

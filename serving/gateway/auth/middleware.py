@@ -8,10 +8,10 @@ open for probes and tooling.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
-from serving.errors import AuthenticationError, error_body_for
+from serving.api.common.http import send_error_response
+from serving.errors import AuthenticationError
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.auth.policy import INVALID_MESSAGE, MISSING_MESSAGE, presented_key
 from serving.gateway.metrics import DENIED, GatewayMetrics
@@ -49,14 +49,4 @@ class APIKeyMiddleware:
             await self.app(scope, receive, send)
             return
         self.metrics.decision("auth", DENIED, reason)
-        payload = json.dumps(error_body_for(error)).encode()
-        await send({
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        await send_error_response(send, error, [(b"www-authenticate", b"Bearer")])

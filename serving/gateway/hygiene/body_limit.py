@@ -7,10 +7,10 @@ cannot slip past). The app then receives the buffered body unchanged.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Awaitable, Callable
 
-from serving.errors import PayloadTooLargeError, error_body_for
+from serving.api.common.http import send_error_response
+from serving.errors import PayloadTooLargeError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -72,17 +72,7 @@ class BodySizeLimitMiddleware:
             f"Request body too large: at most {self.max_body_bytes} bytes are accepted.",
             code="request_too_large",
         )
-        payload = json.dumps(error_body_for(error)).encode()
-        await send({
-            "type": "http.response.start",
-            "status": error.status_code,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                (b"connection", b"close"),
-            ],
-        })
-        await send({"type": "http.response.body", "body": payload, "more_body": False})
+        await send_error_response(send, error, [(b"connection", b"close")])
 
 
 def _content_length(scope: Scope) -> int | None:
