@@ -8,7 +8,6 @@ overrides and reuses the running deployment when the overrides are the same.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import socket
@@ -21,7 +20,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from serving.config.settings import Settings
+from serving.config.settings import Settings, deep_merge
 
 APP_NAME = "llm"
 TINY_MODEL_ID = "tiny-llama"
@@ -33,17 +32,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` merged in, recursively for nested mappings."""
-    merged = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 @dataclass

@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 import yaml
 
-from serving.config.settings import Settings
+from serving.config.settings import Settings, deep_merge
 
 REPO = Path(__file__).resolve().parents[2]
 SERVE_CONFIG = Path("deploy/serve/serve_config.yaml")
@@ -61,17 +61,6 @@ HEADER = (
 
 class RenderError(ValueError):
     """The settings cannot be turned into a consistent RayService."""
-
-
-def deep_merge(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    """``patch`` over ``base``: mappings merge key by key, anything else replaces."""
-    merged = copy.deepcopy(dict(base))
-    for key, value in patch.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
 
 
 class _FileOnlySettings(Settings):
