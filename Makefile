@@ -37,12 +37,14 @@ endif
 	@touch $@
 	@echo "[setup] done"
 
-# Debian's Prometheus server and promtool, for the observability tests and `make prometheus`.
+# Debian's Prometheus server and promtool, for the observability tests and `make prometheus`;
+# redis-server, for the tests of the Redis limits store.
 system-deps:
-	@if ! command -v promtool >/dev/null 2>&1; then \
-		echo "[setup] installing Debian package prometheus (promtool + server)"; \
+	@if ! command -v promtool >/dev/null 2>&1 || ! command -v redis-server >/dev/null 2>&1 \
+			|| ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "[setup] installing Debian packages prometheus (promtool + server), redis-server and postgresql"; \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus redis-server postgresql >/dev/null; \
 	fi
 
 model: setup

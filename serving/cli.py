@@ -44,7 +44,13 @@ def start_ray(settings: Settings) -> None:
         _temp_dir=ray_temp_dir(settings),
         _metrics_export_port=settings.ray.metrics_export_port,
     )
-    serve.start(http_options={"host": settings.http.host, "port": settings.http.port})
+    serve.start(
+        http_options={
+            "host": settings.http.host,
+            "port": settings.http.port,
+            "request_timeout_s": settings.proxy_request_timeout_s(),  # after the app's deadlines
+        }
+    )
 
 
 def wait_ready(base_url: str, timeout_s: float = 600.0) -> None:

@@ -7,6 +7,7 @@ these where they enter our code (the engine adapter, the Serve handle client).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -148,8 +149,22 @@ def error_body(
     param: str | None = None,
     code: str | int | None = None,
 ) -> dict[str, Any]:
-    """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+    """The OpenAI error body: ``{"error": {"message", "type", "param", "code"}}``.
+
+    Message and param may quote client text: a lone surrogate in it becomes U+FFFD, so the
+    error response itself always encodes as UTF-8.
+    """
+    return {"error": {"message": _encodable(message), "type": error_type, "param": _encodable(param), "code": code}}
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str | None) -> str | None:
+    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD (the replacement character)."""
+    if text is None or text.isascii():
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
 
 
 def error_body_for(exc: ServingError) -> dict[str, Any]:

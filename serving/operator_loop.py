@@ -31,7 +31,7 @@ from serving.context.policy import ContextWindowPolicy
 from serving.context.tokens import engine_token_counter
 from serving.engine.protocol import Engine
 from serving.gateway.hooks import RequestPolicy, StreamHook
-from serving.privacy.log_filter import install_redacting_record_factory
+from serving.privacy.log_filter import install_redaction
 from serving.privacy.pii import redact
 
 logger = logging.getLogger(__name__)
@@ -69,17 +69,25 @@ class Operator:
             store.close()
 
 
+@dataclass(frozen=True)
+class RouteDeps:
+    """What guards the operator's routes: FastAPI dependencies and the gateway's route guard."""
+
+    dependencies: Sequence[Any] = ()
+    guard: Any | None = None
+
+
 def operator_deployments(settings: Settings) -> dict[str, Any]:
     """Bound deployments to pass as keyword args of the model (ingress) deployment's ``bind``."""
     apps: dict[str, Any] = {}
     if settings.embeddings.enabled:
         from serving.embeddings.deployment import embeddings_app
 
-        apps[EMBEDDINGS_ARG] = embeddings_app(settings.embeddings)
+        apps[EMBEDDINGS_ARG] = embeddings_app(settings.embeddings, settings.privacy)
     if settings.moderation.enabled and settings.moderation.classifier.enabled:
         from serving.moderation.classifier import classifier_app
 
-        apps[CLASSIFIER_ARG] = classifier_app(settings.moderation.classifier)
+        apps[CLASSIFIER_ARG] = classifier_app(settings.moderation.classifier, settings.privacy)
     return apps
 
 
@@ -91,16 +99,18 @@ def build_operator(
     embedder: Any | None = None,
     classifier: Any | None = None,
     route_dependencies: Sequence[Any] = (),
+    route_guard: Any | None = None,
 ) -> Operator:
     """Policies, stream hooks and routers of the enabled operator features.
 
     ``embedder`` / ``classifier`` override the handles (in-process objects for tests).
-    ``route_dependencies`` (e.g. the gateway's auth dependency) guard the extra routes.
+    ``route_dependencies`` (FastAPI dependencies) and ``route_guard`` (a
+    ``serving.api.common.guard.RouteGuard``: the gateway's policies) guard the extra routes.
     """
     handles = handles or OperatorHandles()
+    deps = RouteDeps(route_dependencies, route_guard)
     op = Operator()
-    if settings.privacy.redact_logs:
-        install_redacting_record_factory()
+    install_redaction(settings.privacy)  # the replica did already; idempotent (in-process apps, tests)
     policies: list[RequestPolicy] = []
     hooks: list[StreamHook] = []
     routers: list[APIRouter] = []
@@ -115,16 +125,16 @@ def build_operator(
                 ContextWindowPolicy(settings.context, max_model_len=engine.info.max_model_len, count_tokens=counter)
             )
     if settings.moderation.enabled:
-        _moderation(settings, engine, handles, classifier, route_dependencies, op, policies, hooks, routers)
+        _moderation(settings, engine, handles, classifier, deps, op, policies, hooks, routers)
     if settings.feedback.enabled:
-        _feedback(settings, route_dependencies, op, hooks, routers)
+        _feedback(settings, deps, op, hooks, routers)
     if settings.privacy.audit.enabled:
         from serving.privacy.audit import AuditLog
         from serving.privacy.audit_hook import AuditStreamHook
 
         hooks.append(AuditStreamHook(AuditLog.from_settings(settings.privacy.audit)))
     if settings.embeddings.enabled:
-        _embeddings(settings, handles, embedder, route_dependencies, op, routers)
+        _embeddings(settings, handles, embedder, deps, op, routers)
     op.policies, op.stream_hooks, op.routers = tuple(policies), tuple(hooks), tuple(routers)
     return op
 
@@ -149,7 +159,7 @@ def _moderation(settings, engine, handles, classifier, deps, op, policies, hooks
         policies.append(InputModerationPolicy(policy))
     if cfg.check_output:
         hooks.append(OutputModerationHook(policy))
-    routers.append(build_router(ModerationService(policy), dependencies=deps))
+    routers.append(build_router(ModerationService(policy), dependencies=deps.dependencies, guard=deps.guard))
 
 
 def _feedback(settings, deps, op, hooks, routers) -> None:  # type: ignore[no-untyped-def]
@@ -165,6 +175,7 @@ def _feedback(settings, deps, op, hooks, routers) -> None:  # type: ignore[no-un
         flush_interval_s=cfg.flush_interval_s,
         max_pending=cfg.max_pending,
         retention_days=cfg.response_retention_days,
+        password_file=cfg.database_password_file,
     ).start()
     metrics = FeedbackMetrics()
     op.components["feedback_store"] = store
@@ -178,7 +189,7 @@ def _feedback(settings, deps, op, hooks, routers) -> None:  # type: ignore[no-un
             redact=redact,
         )
     )
-    routers.append(build_router(FeedbackService(cfg, store, metrics), dependencies=deps))
+    routers.append(build_router(FeedbackService(cfg, store, metrics), dependencies=deps.dependencies, guard=deps.guard))
 
 
 def _embeddings(settings, handles, embedder, deps, op, routers) -> None:  # type: ignore[no-untyped-def]
@@ -192,4 +203,6 @@ def _embeddings(settings, handles, embedder, deps, op, routers) -> None:  # type
         logger.warning("embeddings are enabled but no embeddings deployment was bound; /v1/embeddings is off")
         return
     op.components["embedder"] = embedder
-    routers.append(build_router(EmbeddingsService(settings.embeddings, embedder), dependencies=deps))
+    routers.append(
+        build_router(EmbeddingsService(settings.embeddings, embedder), dependencies=deps.dependencies, guard=deps.guard)
+    )

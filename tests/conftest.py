@@ -145,13 +145,15 @@ def deploy_stack(ray_serve_instance: RayServeInstance, tiny_model_dir: Path) -> 
     """``deploy_stack(overrides=None, base="tiny")``: the app deployed with these settings."""
     from ray import serve
 
-    from serving.config.settings import load_settings
+    from serving.cli import DEFAULT_CONFIG
+    from serving.config.settings import load_settings, settings_from_yaml
     from serving.ray_serve.app import build_app_from_settings
 
     current: dict[str, Any] = {"key": None, "stack": None}
 
     def deploy(overrides: dict[str, Any] | None = None, base: str = "tiny") -> Stack:
-        base_args = tiny_args(tiny_model_dir) if base == "tiny" else {}
+        # "default": the application args `make run` serves (deploy/serve/serve_config.yaml).
+        base_args = tiny_args(tiny_model_dir) if base == "tiny" else settings_from_yaml(DEFAULT_CONFIG)
         # Feedback metadata goes to the session's temp dir, never the user's cache.
         base_args["feedback"] = {"database_url": f"sqlite:///{ray_serve_instance.temp_dir}/feedback.sqlite3"}
         args = deep_merge(base_args, overrides or {})

@@ -41,12 +41,17 @@ def build_extensions(
 
     Gateway policies (auth, hygiene, limits, admission) run first; then the operator
     loop's (input moderation, conversation context) and its stream hooks (output
-    moderation, feedback metadata) and routes (feedback, moderations, embeddings).
+    moderation, feedback metadata) and routes (feedback, moderations, embeddings), which
+    run the gateway's policies through a ``RouteGuard``.
     """
+    from serving.api.common.guard import RouteGuard
     from serving.gateway.build import build_gateway
 
     gateway = build_gateway(settings, engine, engine_is_local=engine_is_local)
-    operator = build_operator(settings, engine, handles=operator_handles)
+    # The routes that generate nothing pass the same gateway policies (limits, admission).
+    operator = build_operator(
+        settings, engine, handles=operator_handles, route_guard=RouteGuard(gateway.policies)
+    )
     return Extensions(
         policies=[*gateway.policies, *operator.policies],
         stream_hooks=list(operator.stream_hooks),

@@ -9,6 +9,7 @@ This module is the only place that reads ``os.environ`` for settings.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -35,6 +36,13 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Engine precision per device when `model.engine.dtype` is not set. CPU: float32, the
+# only precision whose greedy answers equal the float32 reference (the agreement test in
+# tests/e2e/test_reference_agreement.py); bf16 passes only vLLM's looser top-5 closeness
+# and on CPUs without avx512_bf16 it is also slower. CUDA: bfloat16, vLLM's usual choice.
+DEFAULT_DTYPE: dict[str, str] = {"cpu": "float32", "cuda": "bfloat16"}
+
+
 class EngineSettings(StrictModel):
     """vLLM engine knobs (continuous batching, KV cache, precision)."""
 
@@ -50,7 +58,12 @@ class EngineSettings(StrictModel):
         0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use (GPU only)."
     )
     device: Literal["cpu", "cuda"] = Field("cpu", description="Where the engine runs.")
-    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "bfloat16"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] | None = Field(
+        None,
+        description="Engine precision. None: the device's default (see DEFAULT_DTYPE): float32 "
+        "on CPU, where bf16 flips the small default model's greedy answers (README, "
+        "'Precision'), bfloat16 on CUDA. auto: the model folder's torch_dtype.",
+    )
     enforce_eager: bool = Field(True, description="Skip torch.compile/graphs: faster start.")
     enable_prefix_caching: bool = True
     tensor_parallel_size: PositiveInt = 1
@@ -58,6 +71,19 @@ class EngineSettings(StrictModel):
     multiprocessing: bool = Field(
         True, description="Run the engine core in its own process (overlaps HTTP work with compute)."
     )
+
+    @model_validator(mode="after")
+    def _dtype_runs_on_device(self) -> "EngineSettings":
+        if self.device == "cpu" and self.dtype == "float16":
+            raise ValueError(
+                "dtype float16 does not run on vLLM's CPU backend; use float32 (the CPU default) or bfloat16"
+            )
+        return self
+
+    @property
+    def resolved_dtype(self) -> str:
+        """The dtype given to vLLM: the setting, or the device's default when it is None."""
+        return self.dtype if self.dtype is not None else DEFAULT_DTYPE[self.device]
 
 
 class AutoscalingSettings(StrictModel):
@@ -105,6 +131,30 @@ class DeploymentSettings(StrictModel):
     num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves per model replica.")
 
 
+class GenerationDefaults(StrictModel):
+    """Sampling defaults for parameters a request leaves out.
+
+    Precedence, lowest first: OpenAI's (temperature 1, top_p 1), the model folder's
+    generation_config.json (read like vLLM's ``--generation-config auto``), these
+    overrides, the client's explicit value (which always wins, 0 included).
+    """
+
+    temperature: float | None = Field(
+        None, ge=0.0, le=2.0, description="Overrides the folder's temperature; None: keep it."
+    )
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="Overrides the folder's top_p; None: keep it.")
+    max_tokens: PositiveInt | None = Field(
+        None, description="Overrides the folder's max_new_tokens (chat completions); None: keep it."
+    )
+    default_max_tokens: PositiveInt | None = Field(
+        512,
+        description="Output cap of a chat completion that sends neither max_tokens nor "
+        "max_completion_tokens, when neither max_tokens above nor the folder sets one; "
+        "never more than the context leaves. None: up to the context window. "
+        "/v1/completions keeps OpenAI's default of 16.",
+    )
+
+
 class ModelSettings(StrictModel):
     """The served model: where its files are, how it is named, how it runs."""
 
@@ -120,6 +170,7 @@ class ModelSettings(StrictModel):
     version: str = Field("1", min_length=1, description="Model version, for dashboards and feedback.")
     owned_by: str = "llm-serving"
     engine: EngineSettings = EngineSettings()
+    generation: GenerationDefaults = GenerationDefaults()
     deployment: DeploymentSettings = DeploymentSettings()
 
 
@@ -157,6 +208,10 @@ class LoggingSettings(StrictModel):
     json_logs: bool = True
 
 
+# Seconds Serve's proxy deadline leaves beyond the app's body and generation deadlines.
+PROXY_TIMEOUT_MARGIN_S = 20.0
+
+
 class Settings(BaseSettings):
     """The whole settings tree of one serving application."""
 
@@ -177,6 +232,18 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     context: ContextSettings = ContextSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+
+    def proxy_request_timeout_s(self) -> int:
+        """Ray Serve's proxy deadline (``http_options.request_timeout_s``), after the app's own.
+
+        A request may spend ``gateway.hygiene.body_read_timeout_s`` arriving, then generate
+        for ``http.request_timeout_s``; ``PROXY_TIMEOUT_MARGIN_S`` covers queueing and the
+        last write. The app's OpenAI-format 408/504 thus always comes before the proxy cuts
+        the connection (``serve_config.yaml`` and the k8s generator use this value).
+        """
+        return math.ceil(
+            self.http.request_timeout_s + self.gateway.hygiene.body_read_timeout_s + PROXY_TIMEOUT_MARGIN_S
+        )
 
     @classmethod
     def settings_customise_sources(

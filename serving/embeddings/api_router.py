@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from serving.api.common.guard import RouteGuard
+from serving.api.common.http import respond
 from serving.embeddings.protocol import EmbeddingRequest, EmbeddingResponse
 from serving.embeddings.service import EmbeddingsService
 
@@ -15,17 +17,18 @@ ROUTE = "/v1/embeddings"
 BATCH_SIZE_HEADER = "x-embeddings-batch-size"
 
 
-def build_router(service: EmbeddingsService, *, dependencies: Sequence[Any] = ()) -> APIRouter:
-    """The embeddings router bound to one service."""
+def build_router(
+    service: EmbeddingsService, *, dependencies: Sequence[Any] = (), guard: RouteGuard | None = None
+) -> APIRouter:
+    """The embeddings router bound to one service; ``guard`` runs the gateway's policies."""
     router = APIRouter(tags=["embeddings"], dependencies=list(dependencies))
+    guard = guard or RouteGuard()
 
     @router.post(ROUTE, response_model=EmbeddingResponse)
-    async def create_embeddings(body: EmbeddingRequest) -> Response:
-        response, batch_size = await service.create(body)
-        return Response(
-            content=response.model_dump_json(),
-            media_type="application/json",
-            headers={BATCH_SIZE_HEADER: str(batch_size)},
-        )
+    async def create_embeddings(body: EmbeddingRequest, request: Request) -> Response:
+        async with guard.run(request, route=ROUTE) as ctx:
+            response, batch_size = await service.create(body)
+        ctx.response_headers[BATCH_SIZE_HEADER] = str(batch_size)
+        return respond(response, ctx)
 
     return router

@@ -18,6 +18,8 @@ from ray.serve import Application
 from serving.embeddings.metrics import EmbeddingsMetrics
 from serving.embeddings.model import MiniLMEmbedder
 from serving.embeddings.settings import EmbeddingsSettings
+from serving.privacy.log_filter import install_redaction
+from serving.privacy.settings import PrivacySettings
 
 DEPLOYMENT_NAME = "embeddings"
 
@@ -35,7 +37,8 @@ class EmbedResult:
 class EmbeddingsDeployment:
     """Serves ``embed(texts)`` with request batching."""
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(self, settings: dict[str, Any], privacy: dict[str, Any] | None = None) -> None:
+        install_redaction(PrivacySettings(**(privacy or {})))  # on unless privacy.redact_logs is off
         self.settings = EmbeddingsSettings(**settings)
         self.embedder = MiniLMEmbedder(
             self.settings.path,
@@ -67,10 +70,13 @@ class EmbeddingsDeployment:
         """Serve's health check: the model is loaded (it is, once __init__ returned)."""
 
 
-def embeddings_app(settings: EmbeddingsSettings) -> Application:
-    """The bound embeddings deployment, to pass as an argument of the ingress deployment."""
+def embeddings_app(settings: EmbeddingsSettings, privacy: PrivacySettings | None = None) -> Application:
+    """The bound embeddings deployment, to pass as an argument of the ingress deployment.
+
+    ``privacy`` decides the replica's log redaction (default: on).
+    """
     return EmbeddingsDeployment.options(
         num_replicas=settings.num_replicas,
         max_ongoing_requests=max(settings.max_ongoing_requests, settings.max_batch_size),
         ray_actor_options={"num_cpus": settings.num_cpus},
-    ).bind(settings.model_dump(mode="json"))
+    ).bind(settings.model_dump(mode="json"), (privacy or PrivacySettings()).model_dump(mode="json"))

@@ -6,8 +6,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.api.common.protocol import OpenAIRequestBody
 
-class EmbeddingRequest(BaseModel):
+
+class EmbeddingRequest(OpenAIRequestBody):
     """The request body. Token-id inputs are parsed so they can be refused clearly."""
 
     model_config = ConfigDict(extra="forbid")

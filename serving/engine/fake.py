@@ -19,9 +19,11 @@ from serving.engine.protocol import (
     GenerateOutput,
     GenerateRequest,
     ModelInfo,
+    SamplingDefaults,
     TokenLogprob,
     TopLogprob,
 )
+from serving.engine.special_tokens import check_messages
 from serving.errors import ContextLengthExceededError, EngineError, ServiceUnavailableError
 
 
@@ -35,6 +37,8 @@ class FakeEngineConfig:
     token_delay_s: float = 0.0
     fail_after_tokens: int | None = None  # raise EngineError after this many tokens
     healthy: bool = True
+    sampling_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
+    special_tokens: tuple[str, ...] = ()  # the "tokenizer's" special-token texts, refused in messages
 
 
 @dataclass
@@ -45,18 +49,28 @@ class FakeEngine:
     aborted: list[str] = field(default_factory=list)
     running: set[str] = field(default_factory=set)
     started: bool = False
+    requests: list[GenerateRequest] = field(default_factory=list)  # every generate() call, in order
 
     @property
     def info(self) -> ModelInfo:
-        return ModelInfo(id=self.config.model_id, max_model_len=self.config.max_model_len, created=0)
+        return ModelInfo(
+            id=self.config.model_id,
+            max_model_len=self.config.max_model_len,
+            created=0,
+            sampling_defaults=self.config.sampling_defaults,
+        )
 
     async def start(self) -> None:
         self.started = True
 
     def count_tokens(self, request: GenerateRequest) -> int:
-        """Whitespace tokens of the prompt, or of every message plus 3 per message."""
+        """Whitespace tokens of the prompt, or of every message plus 3 per message.
+
+        Messages spelling a configured special token are refused, as the vLLM adapter does.
+        """
         if request.prompt is not None:
             return len(request.prompt.split())
+        check_messages(request.messages or (), self.config.special_tokens)
         return sum(len(m["content"].split()) + 3 for m in request.messages or ())
 
     count_prompt_tokens = count_tokens
@@ -67,6 +81,7 @@ class FakeEngine:
         return list(self.config.reply)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
+        self.requests.append(request)
         if not self.config.healthy:
             raise ServiceUnavailableError("fake engine is down")
         prompt_tokens = self.count_tokens(request)
@@ -78,7 +93,7 @@ class FakeEngine:
                 f"the prompt has {prompt_tokens} tokens and {wanted} output tokens were requested.",
                 param="messages" if request.messages is not None else "prompt",
             )
-        limit = min(wanted if wanted is not None else room, room)
+        limit = request.sampling.output_tokens(room)
         self.running.add(request.request_id)
         try:
             first = True

@@ -16,9 +16,13 @@ FinishReason = Literal["stop", "length", "content_filter", "abort"]
 class SamplingOptions:
     """Sampling parameters, already validated by the API layer."""
 
-    max_tokens: int | None = None  # None: up to the context window
+    max_tokens: int | None = None  # the client's; more than the context leaves is an error
+    default_max_tokens: int | None = None  # when max_tokens is None: a cap within the context; None: up to it
     temperature: float = 1.0
     top_p: float = 1.0
+    top_k: int = 0  # 0: off (vLLM)
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
     n: int = 1
     stop: tuple[str, ...] = ()
     seed: int | None = None
@@ -27,6 +31,26 @@ class SamplingOptions:
     logprobs: int | None = None  # None: off; k >= 0: sampled token plus k alternatives
     json_schema: dict[str, Any] | None = None
     json_object: bool = False
+
+    def output_tokens(self, room: int) -> int:
+        """Output tokens to generate with ``room`` left in the context (max_tokens already checked)."""
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return room if self.default_max_tokens is None else min(self.default_max_tokens, room)
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """The served model's values for sampling parameters a request leaves out (None: the API's)."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    max_tokens: int | None = None  # the output cap of a chat completion without max_tokens
 
 
 @dataclass(frozen=True)
@@ -92,6 +116,7 @@ class ModelInfo:
     owned_by: str = "llm-serving"
     version: str = "1"
     root: str = ""
+    sampling_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from serving.config.settings import EngineSettings
+from serving.config.settings import EngineSettings, GenerationDefaults
 from serving.engine.protocol import (
     ChoiceDelta,
     EngineLoad,
@@ -26,16 +26,20 @@ from serving.engine.protocol import (
     TokenLogprob,
     TopLogprob,
 )
+from serving.engine.special_tokens import check_messages, special_token_strings
 from serving.errors import (
     ContextLengthExceededError,
     EngineError,
     InvalidRequestError,
     ServiceUnavailableError,
 )
+from serving.model.generation_defaults import sampling_defaults
 
 logger = logging.getLogger(__name__)
 
 _GIB = 1024**3
+# The longest tokenizer / chat-template message quoted in a 400 (it may quote the input).
+_MAX_DETAIL_CHARS = 300
 
 
 def engine_environment(settings: EngineSettings) -> dict[str, str]:
@@ -56,7 +60,7 @@ def engine_args(model_path: Path, served_name: str, settings: EngineSettings) ->
         served_model_name=served_name,
         max_model_len=settings.max_model_len,
         max_num_seqs=settings.max_num_seqs,
-        dtype=settings.dtype,
+        dtype=settings.resolved_dtype,
         enforce_eager=settings.enforce_eager,
         enable_prefix_caching=settings.enable_prefix_caching,
         tensor_parallel_size=settings.tensor_parallel_size,
@@ -86,15 +90,18 @@ class VLLMEngine:
         *,
         model_id: str,
         settings: EngineSettings,
+        generation: GenerationDefaults = GenerationDefaults(),
         version: str = "1",
         owned_by: str = "llm-serving",
         ray_metrics: bool = False,
     ) -> None:
+        """Describe the model at ``model_path`` (its sampling defaults read now); ``start`` loads it."""
         self._path = Path(model_path)
         self._settings = settings
         self._ray_metrics = ray_metrics
         self._engine: Any = None
         self._tokenizer: Any = None
+        self._special_tokens: tuple[Any, tuple[str, ...]] | None = None  # (tokenizer, its special tokens)
         self._load = EngineLoad(running=0, waiting=0, max_running=settings.max_num_seqs)
         self._info = ModelInfo(
             id=model_id,
@@ -103,6 +110,7 @@ class VLLMEngine:
             owned_by=owned_by,
             version=version,
             root=str(self._path),
+            sampling_defaults=sampling_defaults(self._path, generation),
         )
 
     @property
@@ -151,14 +159,40 @@ class VLLMEngine:
     # -- prompts -------------------------------------------------------------
 
     def prompt_token_ids(self, request: GenerateRequest) -> list[int]:
-        """The token ids the engine will see for this request's prompt or messages."""
+        """The token ids the engine will see for this request's prompt or messages.
+
+        A chat template or tokenizer refusing the input is the request's fault (400 naming
+        ``messages`` / ``prompt``); a template that does not even parse is the model's (500).
+        A message spelling one of the tokenizer's special tokens is refused before the
+        template runs (``serving.engine.special_tokens``): encoding the rendered text would
+        make it a real control token.
+        """
+        from jinja2 import TemplateError, TemplateSyntaxError  # the chat templates' engine
+
+        param = "messages" if request.messages is not None else "prompt"
         if request.messages is not None:
-            text = self._tokenizer.apply_chat_template(
-                [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
-            )
-        else:
-            text = request.prompt or ""
-        return list(self._tokenizer.encode(text, add_special_tokens=False))
+            check_messages(request.messages, self._special_token_strings())
+        try:
+            if request.messages is not None:
+                text = self._tokenizer.apply_chat_template(
+                    [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
+                )
+            else:
+                text = request.prompt or ""
+            return list(self._tokenizer.encode(text, add_special_tokens=False))
+        except TemplateSyntaxError as exc:
+            raise EngineError(f"the model's chat template does not parse: {exc}") from exc
+        except (TemplateError, ValueError, TypeError) as exc:
+            detail = str(exc).strip() or type(exc).__name__
+            if len(detail) > _MAX_DETAIL_CHARS:
+                detail = detail[:_MAX_DETAIL_CHARS] + "…"
+            raise InvalidRequestError(f"The {param} could not be tokenized: {detail}", param=param) from exc
+
+    def _special_token_strings(self) -> tuple[str, ...]:
+        """The current tokenizer's special-token texts (computed once per tokenizer)."""
+        if self._special_tokens is None or self._special_tokens[0] is not self._tokenizer:
+            self._special_tokens = (self._tokenizer, special_token_strings(self._tokenizer))
+        return self._special_tokens[1]
 
     def count_prompt_tokens(self, request: GenerateRequest) -> int:
         """How many tokens the prompt of ``request`` takes (for context policies)."""
@@ -176,7 +210,7 @@ class VLLMEngine:
                 "Please reduce the length of the messages or completion.",
                 param=param,
             )
-        return wanted if wanted is not None else limit - prompt_len
+        return request.sampling.output_tokens(limit - prompt_len)
 
     # -- generation ----------------------------------------------------------
 
@@ -214,6 +248,9 @@ class VLLMEngine:
                 n=sampling.n,
                 temperature=sampling.temperature,
                 top_p=sampling.top_p,
+                top_k=sampling.top_k,
+                min_p=sampling.min_p,
+                repetition_penalty=sampling.repetition_penalty,
                 seed=sampling.seed,
                 stop=list(sampling.stop) or None,
                 presence_penalty=sampling.presence_penalty,

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Callable, Sequence
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
+from serving.api.common.guard import RouteGuard
+from serving.api.common.http import respond
 from serving.feedback.protocol import FeedbackRequest, FeedbackResponse
 from serving.feedback.service import FeedbackService
 
@@ -23,13 +25,16 @@ def build_router(
     *,
     dependencies: Sequence[Any] = (),
     key_id_of: Callable[[Request], str | None] = key_id_from_state,
+    guard: RouteGuard | None = None,
 ) -> APIRouter:
-    """The feedback router bound to one service."""
+    """The feedback router bound to one service; ``guard`` runs the gateway's policies."""
     router = APIRouter(tags=["feedback"], dependencies=list(dependencies))
+    guard = guard or RouteGuard()
 
     @router.post(ROUTE, response_model=FeedbackResponse, status_code=201)
-    async def create_feedback(body: FeedbackRequest, request: Request) -> JSONResponse:
-        stored = await service.submit(body, key_id_of(request))
-        return JSONResponse(stored.model_dump(), status_code=201)
+    async def create_feedback(body: FeedbackRequest, request: Request) -> Response:
+        async with guard.run(request, route=ROUTE) as ctx:
+            stored = await service.submit(body, key_id_of(request))
+        return respond(stored, ctx, status_code=201)
 
     return router

@@ -4,6 +4,9 @@ SQLite is shared by every replica process on a node: WAL mode lets readers work
 while one process writes, ``busy_timeout`` makes writers queue instead of failing,
 and every transaction starts with ``BEGIN IMMEDIATE`` so a read-then-write
 transaction can never dead-end on a lock upgrade ("database is locked").
+
+PostgreSQL's password may come from a file (a mounted Secret) instead of the URL: it is
+read at every new connection, so a rotated password is used without a restart.
 """
 
 from __future__ import annotations
@@ -27,11 +30,17 @@ def resolve_url(url: str) -> str:
     return url
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``url`` with the pragmas and transaction mode this store relies on."""
+def create_db_engine(url: str, *, password_file: Path | None = None) -> Engine:
+    """An engine for ``url`` with the pragmas and transaction mode this store relies on;
+    ``password_file`` (PostgreSQL): where the password is read for each new connection."""
     resolved = resolve_url(url)
     if make_url(resolved).get_backend_name() != "sqlite":
-        return create_engine(resolved, pool_pre_ping=True)
+        engine = create_engine(resolved, pool_pre_ping=True)
+        if password_file is not None:
+            _password_from(engine, Path(password_file))
+        return engine
+    if password_file is not None:
+        raise ValueError("database_password_file is for PostgreSQL; a SQLite URL has no password")
     engine = create_engine(resolved, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
 
     @event.listens_for(engine, "connect")
@@ -49,3 +58,14 @@ def create_db_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _password_from(engine: Engine, path: Path) -> None:
+    """Give every new connection of ``engine`` the password in ``path`` (trailing newline dropped)."""
+
+    @event.listens_for(engine, "do_connect")
+    def _with_password(dialect, conn_rec, cargs, cparams) -> None:  # type: ignore[no-untyped-def]
+        try:
+            cparams["password"] = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise OSError(f"feedback database password file {path}: {exc.strerror}") from exc

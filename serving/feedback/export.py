@@ -5,9 +5,11 @@
     python -m serving.feedback.export --database-url sqlite:////data/feedback.sqlite3 --format csv
     python -m serving.feedback.export ... --format chat --with-conversations   # fine-tuning JSONL
 
-Formats: ``jsonl`` (one object per feedback), ``csv`` (tags joined by ``;``, text
-columns JSON-encoded), ``chat`` (``{"messages": [..., assistant answer], "metadata"}``
-per feedback whose conversation was stored: needs ``--with-conversations``).
+Formats: ``jsonl`` (one object per feedback, values as stored), ``csv`` (tags joined
+by ``;``, text columns JSON-encoded, a cell starting with ``= + - @``, tab or CR prefixed
+with ``'`` so spreadsheets show it as text instead of running it), ``chat``
+(``{"messages": [..., assistant answer], "metadata"}`` per feedback whose conversation
+was stored: needs ``--with-conversations``).
 Conversation text exists only if the deployment opted in (``feedback.store_conversations``).
 """
 
@@ -48,6 +50,8 @@ CSV_FIELDS = (
     "key_id",
 )
 TEXT_FIELDS = ("messages", "prompt", "completions")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection, OWASP).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _date(value: str) -> dt.datetime:
@@ -104,6 +108,13 @@ def write_jsonl(rows: Iterable[dict[str, Any]], out: TextIO) -> int:
     return count
 
 
+def csv_cell(value: Any) -> Any:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def write_csv(rows: Iterable[dict[str, Any]], out: TextIO, *, with_text: bool) -> int:
     fields = CSV_FIELDS + (TEXT_FIELDS if with_text else ())
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
@@ -114,7 +125,7 @@ def write_csv(rows: Iterable[dict[str, Any]], out: TextIO, *, with_text: bool) -
         for name in TEXT_FIELDS:
             if name in flat and flat[name] is not None:
                 flat[name] = json.dumps(flat[name], ensure_ascii=False)
-        writer.writerow(flat)
+        writer.writerow({name: csv_cell(value) for name, value in flat.items()})
         count += 1
     return count
 

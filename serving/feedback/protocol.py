@@ -6,10 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from serving.api.common.protocol import OpenAIRequestBody
+
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,47}$"
 
 
-class FeedbackRequest(BaseModel):
+class FeedbackRequest(OpenAIRequestBody):
     """A rating of one response: thumbs and/or a 1-5 score, an optional comment and tags."""
 
     model_config = ConfigDict(extra="forbid")

@@ -12,7 +12,8 @@ from serving.feedback.settings import FeedbackSettings
 from serving.feedback.store import FeedbackInput, FeedbackStore, StoredFeedback
 
 _TAG = re.compile(TAG_PATTERN)
-GRACE_POLL_S = 0.1
+FIRST_RECHECK_S = 0.05  # first pause before looking up an unknown id again; doubles each time
+OWN_WRITE_WAIT_S = 10.0  # longest wait for this replica's writer to write a record it holds
 
 
 class FeedbackService:
@@ -62,14 +63,24 @@ class FeedbackService:
         )
 
     async def _store(self, feedback: FeedbackInput) -> StoredFeedback:
-        """Store it. A response unknown here may still sit in another replica's write buffer:
-        retry for ``lookup_grace_s``, waiting on the event loop (not in a worker thread)."""
+        """Store it, holding a worker thread only for single lookups and the insert.
+
+        A response that finished here and is still in this store's write buffer: await the
+        writer (on the event loop), then one lookup. Any other id: one lookup at once and, if
+        unknown, a few more with growing pauses on the event loop until ``lookup_grace_s``
+        (the record may still sit in another replica's write buffer), then 404.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.lookup_grace_s
+        # Written by our own writer: then one lookup is the answer (found, or another key's).
+        written_here = self.store.is_buffered(feedback.response_id) and await self.store.flush_async(OWN_WRITE_WAIT_S)
+        pause = FIRST_RECHECK_S
         while True:
             try:
-                return await asyncio.to_thread(self.store.add_feedback, feedback)
+                return await asyncio.to_thread(self.store.add_feedback, feedback, wait_for_buffer=False)
             except NotFoundError:
-                if loop.time() >= deadline:
+                remaining = deadline - loop.time()
+                if written_here or remaining <= 0:
                     raise
-                await asyncio.sleep(min(GRACE_POLL_S, max(deadline - loop.time(), 0.0)))
+                await asyncio.sleep(min(pause, remaining))
+                pause *= 2

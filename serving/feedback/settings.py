@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "sqlite:///~/.cache/llm-serving/feedback.sqlite3"
 
@@ -18,6 +21,11 @@ class FeedbackSettings(BaseModel):
         min_length=1,
         description="SQLAlchemy URL: a SQLite file (one node; WAL mode) or "
         "postgresql+psycopg://... (several nodes). '~' is expanded in SQLite paths.",
+    )
+    database_password_file: Path | None = Field(
+        None,
+        description="PostgreSQL only: a file holding the password (e.g. a mounted Secret), read at "
+        "every new connection, so the URL carries none and a rotated password needs no restart.",
     )
     store_conversations: bool = Field(
         False,
@@ -38,3 +46,13 @@ class FeedbackSettings(BaseModel):
     )
     max_comment_chars: PositiveInt = Field(4000, description="Longest feedback comment accepted.")
     max_tags: PositiveInt = Field(16, description="Most tags on one feedback.")
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> "FeedbackSettings":
+        if self.database_password_file is not None:
+            url = make_url(self.database_url)
+            if url.get_backend_name() != "postgresql":
+                raise ValueError("database_password_file needs a postgresql database_url")
+            if url.password is not None:
+                raise ValueError("database_password_file and a password in database_url: give one of them")
+        return self

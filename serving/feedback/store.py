@@ -12,6 +12,7 @@ replicas run on several nodes.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import queue
@@ -19,14 +20,15 @@ import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from serving.errors import ConflictError, NotFoundError
+from serving.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from serving.feedback.db import create_db_engine
 from serving.feedback.migrate import upgrade
 from serving.feedback.models import ConversationRow, FeedbackRow, ResponseRow
@@ -101,11 +103,17 @@ class FeedbackStore:
         retention_days: int = 30,
         purge_interval_s: float | None = PURGE_INTERVAL_S,
         engine: Engine | None = None,
+        password_file: Path | None = None,
     ) -> None:
-        self.engine = engine or create_db_engine(database_url)
+        self.engine = engine or create_db_engine(database_url, password_file=password_file)
+        self.engine.hide_parameters = True  # a logged DB error never quotes bound values (comments, ids)
         self.flush_interval_s = flush_interval_s
         self.retention_days = retention_days
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        # Response ids queued here and not yet written: feedback on one of them waits for this
+        # store's writer; any other id is looked up at once (no flush, no thread held waiting).
+        self._buffered: dict[str, int] = {}
+        self._buffered_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self.dropped = 0
@@ -136,11 +144,48 @@ class FeedbackStore:
 
     def record_response(self, record: ResponseRecord, conversation: Conversation | None = None) -> bool:
         """Queue one response's metadata; False (and counted) when the queue is full."""
+        self._buffer(record.response_id, +1)
         try:
             self._queue.put_nowait((record, conversation))
             return True
         except queue.Full:
+            self._buffer(record.response_id, -1)
             self.dropped += 1
+            return False
+
+    def _buffer(self, response_id: str, delta: int) -> None:
+        with self._buffered_lock:
+            count = self._buffered.get(response_id, 0) + delta
+            if count > 0:
+                self._buffered[response_id] = count
+            else:
+                self._buffered.pop(response_id, None)
+
+    def is_buffered(self, response_id: str) -> bool:
+        """Whether a record of ``response_id`` is queued here and not yet written."""
+        with self._buffered_lock:
+            return response_id in self._buffered
+
+    async def flush_async(self, timeout: float = 10.0) -> bool:
+        """Wait on the event loop (no thread blocked) until everything queued before is written."""
+        if self._thread is None:
+            return False
+        loop = asyncio.get_running_loop()
+        written = loop.create_future()
+
+        def notify() -> None:  # runs on the writer thread
+            try:
+                loop.call_soon_threadsafe(lambda: written.done() or written.set_result(True))
+            except RuntimeError:  # the waiter's loop is closed: nobody is waiting any more
+                pass
+
+        try:
+            self._queue.put_nowait(_Notify(notify))
+        except queue.Full:  # the writer is far behind: do not wait for it
+            return False
+        try:
+            return await asyncio.wait_for(written, timeout)
+        except TimeoutError:
             return False
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -170,6 +215,8 @@ class FeedbackStore:
             for item in items:
                 if isinstance(item, threading.Event):
                     item.set()
+                elif isinstance(item, _Notify):
+                    item.callback()
             if any(i is None for i in items) or (self._stopping.is_set() and self._queue.empty()):
                 return
             self._maybe_purge()
@@ -179,6 +226,13 @@ class FeedbackStore:
         conversations = [
             {"response_id": record.response_id, **asdict(conv)} for record, conv in rows if conv is not None
         ]
+        try:
+            self._write_rows(responses, conversations, len(rows))
+        finally:
+            for record, _ in rows:
+                self._buffer(record.response_id, -1)
+
+    def _write_rows(self, responses: list[dict[str, Any]], conversations: list[dict[str, Any]], count: int) -> None:
         insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
         for attempt in range(3):
             try:
@@ -190,7 +244,7 @@ class FeedbackStore:
             except Exception:
                 if attempt == 2:
                     self.write_errors += 1
-                    logger.exception("feedback store: writing %d response record(s) failed", len(rows))
+                    logger.exception("feedback store: writing %d response record(s) failed", count)
                 else:
                     time.sleep(0.2 * (attempt + 1))
 
@@ -218,9 +272,24 @@ class FeedbackStore:
 
     # -- feedback ------------------------------------------------------------------
 
-    def add_feedback(self, feedback: FeedbackInput) -> StoredFeedback:
-        """Store one feedback; NotFoundError for an unknown response, ConflictError for a second one."""
-        response = self._response(feedback.response_id, feedback.key_id)
+    def add_feedback(self, feedback: FeedbackInput, *, wait_for_buffer: bool = True) -> StoredFeedback:
+        """Store one feedback; NotFoundError for an unknown response, ConflictError for a second one.
+
+        ``wait_for_buffer``: a response still in this store's write buffer is flushed first
+        (blocking this thread); the API awaits ``flush_async`` itself and passes False. A
+        database that cannot be reached (or fails the commit) is ServiceUnavailableError
+        (503): the feedback was not stored, the client may retry it.
+        """
+        try:
+            return self._add_feedback(feedback, wait_for_buffer)
+        except SQLAlchemyError as exc:  # IntegrityError (a duplicate) is handled inside
+            logger.warning("feedback store: database unavailable (%s)", type(exc).__name__)
+            raise ServiceUnavailableError(
+                "the feedback database is unavailable", code="database_unavailable", headers={"retry-after": "1"}
+            ) from exc
+
+    def _add_feedback(self, feedback: FeedbackInput, wait_for_buffer: bool) -> StoredFeedback:
+        response = self._response(feedback.response_id, feedback.key_id, wait_for_buffer=wait_for_buffer)
         row = FeedbackRow(
             id=f"fb-{secrets.token_hex(12)}",
             response_id=feedback.response_id,
@@ -250,12 +319,13 @@ class FeedbackStore:
             raise _duplicate(feedback.response_id) from exc
         return stored
 
-    def _response(self, response_id: str, key_id: str | None) -> ResponseRow:
-        """The response row (flushing this store's buffer once if needed); NotFoundError if
-        unknown, or another key's (no existence leak)."""
+    def _response(self, response_id: str, key_id: str | None, *, wait_for_buffer: bool = True) -> ResponseRow:
+        """The response row (flushing this store's buffer once if it holds the id); NotFoundError
+        if unknown, or another key's (no existence leak)."""
+        buffered = wait_for_buffer and self.is_buffered(response_id)  # before the lookup: no race with the writer
         with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(ResponseRow, response_id)
-        if row is None and self.flush():
+        if row is None and buffered and self.flush():
             with Session(self.engine, expire_on_commit=False) as session:
                 row = session.get(ResponseRow, response_id)
         if row is None or (row.key_id is not None and key_id is not None and row.key_id != key_id):
@@ -297,6 +367,13 @@ class FeedbackStore:
         with Session(self.engine) as session:
             for result in session.execute(query):
                 yield _export_row(result[0], result[1], result[2] if with_conversations else None, with_conversations)
+
+
+@dataclass(frozen=True)
+class _Notify:
+    """A writer-queue item: call ``callback`` once everything queued before it is written."""
+
+    callback: Callable[[], None]
 
 
 def _duplicate(response_id: str) -> ConflictError:

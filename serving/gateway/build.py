@@ -47,9 +47,19 @@ def build_limiter(settings: LimitsSettings) -> Limiter:
     if store == "auto":
         import ray
 
-        store = "ray" if ray.is_initialized() else "local"
-    if store == "local":
+        store = "ray_actor" if ray.is_initialized() else "memory"
+    if store == "memory":
         return LocalLimiter(lease_s=settings.lease_s)
+    if store == "redis":
+        from serving.gateway.limits.redis_store import RedisLimiter
+
+        assert settings.redis_url is not None  # the settings validator guarantees it
+        return RedisLimiter(
+            settings.redis_url.get_secret_value(),
+            prefix=_actor_name(settings.redis_prefix),
+            lease_s=settings.lease_s,
+            timeout_s=settings.store_timeout_s,
+        )
     from serving.gateway.limits.ray_store import RayLimiter
 
     return RayLimiter(
@@ -107,11 +117,13 @@ def build_gateway(
                 default_output_tokens=gw.limits.default_output_tokens,
                 fail_open=gw.limits.fail_open,
                 metrics=metrics,
+                model=engine.info,
             )
         )
     admission = build_admission(settings, engine, metrics=metrics, enforce=engine_is_local)
     policies.append(AdmissionPolicy(admission))
-    # Outermost first: a request without a key is refused before its body is read.
+    # Outermost first: a request without a key is refused before its body is read, and
+    # the body reader passes requests the router does not serve on unread (404/405).
     middlewares: list[tuple[type, dict[str, Any]]] = []
     if store is not None:
         middlewares.append((APIKeyMiddleware, {"store": store, "metrics": metrics}))
@@ -120,7 +132,9 @@ def build_gateway(
             BodySizeLimitMiddleware,
             {
                 "max_body_bytes": gw.hygiene.max_body_bytes,
+                "body_read_timeout_s": gw.hygiene.body_read_timeout_s,
                 "on_reject": lambda: metrics.decision("hygiene", DENIED, "body_size"),
+                "on_timeout": lambda: metrics.decision("hygiene", DENIED, "body_timeout"),
             },
         )
     )

@@ -13,16 +13,30 @@ from typing import Any, AsyncIterator, Mapping, Protocol
 
 from serving.engine.protocol import GenerateOutput, GenerateRequest
 
+# Headers that carry an API key: never kept on a RequestContext.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
+# Where the API key middleware leaves the short id of the key it accepted (ASGI scope state).
+AUTHENTICATED_KEY_ID = "key_id"
+
+
+def without_credentials(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` (names lowercased) without the ones that carry an API key."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in CREDENTIAL_HEADERS}
+
 
 @dataclass
 class RequestContext:
-    """What policies may read and annotate about one request (no raw key is kept)."""
+    """What policies may read and annotate about one request (no raw key is kept).
+
+    ``headers`` never holds ``CREDENTIAL_HEADERS``; who is calling is ``key_id``, set
+    from the API key middleware's scope state or by ``AuthPolicy``.
+    """
 
     request_id: str  # the client's x-request-id, or a new one; echoed and logged
     response_id: str  # the unique id of the response (chatcmpl-..., cmpl-...), the engine's request id
     route: str  # the route template, e.g. "/v1/chat/completions"
     model: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, str]  # without CREDENTIAL_HEADERS
     body: Any  # the validated wire model
     generate: GenerateRequest | None = None  # set once the engine request is built
     key_id: str | None = None  # a short, non-secret id of the API key

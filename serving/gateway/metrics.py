@@ -18,6 +18,7 @@ ALLOWED = "allowed"
 DENIED = "denied"
 CLAMPED = "clamped"
 FAILED_OPEN = "failed_open"
+FAILED_CLOSED = "failed_closed"
 
 _LATENCY_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]
 
@@ -47,7 +48,14 @@ class GatewayMetrics:
             boundaries=_LATENCY_BUCKETS_S,
             tag_keys=("model", "store"),
         )
+        self._limiter_unavailable = Counter(
+            "serving_gateway_limiter_unavailable",
+            description="Limiter store calls that failed or timed out, by store, operation "
+            "(acquire, release) and the consequence (failed_closed, failed_open, lease_expires).",
+            tag_keys=("model", "store", "operation", "action"),
+        )
         self.tally: Tally[tuple[str, str, str]] = Tally()
+        self.unavailable: Tally[tuple[str, str, str]] = Tally()  # (store, operation, action)
 
     def decision(
         self,
@@ -78,6 +86,12 @@ class GatewayMetrics:
     def limiter_check(self, seconds: float, store: str) -> None:
         """Observe the duration of one limiter call."""
         self._limiter_latency.observe(seconds, tags={"model": self.model, "store": store})
+
+    def limiter_unavailable(self, store: str, operation: str, action: str) -> None:
+        """Count one limiter store call that failed or timed out."""
+        tags = {"model": self.model, "store": store, "operation": operation, "action": action}
+        self._limiter_unavailable.inc(1, tags=tags)
+        self.unavailable[(store, operation, action)] += 1
 
     def count(self, policy: str, decision: str | None = None, reason: str | None = None) -> int:
         """How many decisions matched (for tests and debugging)."""

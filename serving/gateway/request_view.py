@@ -30,6 +30,19 @@ class RequestView:
         return math.ceil(self.chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * self.messages
 
 
+@dataclass(frozen=True)
+class NoGeneration:
+    """The body the policies see on a route that generates nothing (embeddings, moderations,
+    feedback): no messages, no prompt, no output tokens. Per-key request and concurrency
+    limits and admission still apply; no tokens are reserved."""
+
+    max_tokens: int = 0
+    n: int = 1
+
+
+NO_GENERATION = NoGeneration()
+
+
 def _text_of(message: Any) -> str:
     if isinstance(message, dict):
         content = message.get("content") or ""

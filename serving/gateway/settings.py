@@ -10,7 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 
 class _Strict(BaseModel):
@@ -70,30 +79,61 @@ class LimitsSettings(_Strict):
     keys: dict[str, TierLimits] = Field(
         default_factory=dict, description="Overrides per key id (the key's short id, never the key)."
     )
-    store: Literal["auto", "local", "ray"] = Field(
+    store: Literal["auto", "memory", "ray_actor", "redis"] = Field(
         "auto",
-        description="Where counters live. ray: one named Ray actor shared by every replica; "
-        "local: in this process (single replica, tests); auto: ray when Ray is running.",
+        description="Where counters live. ray_actor: one named Ray actor shared by every replica of "
+        "this cluster (counters start afresh if it restarts); redis: a Redis server shared by every "
+        "replica of every cluster using it (needs redis_url and the `redis` extra); memory: in this "
+        "process (single replica, tests); auto: ray_actor when Ray is running, else memory.",
+    )
+    redis_url: SecretStr | None = Field(
+        None,
+        description="redis://[:password@]host:port/db (rediss:// for TLS, unix:// for a socket); "
+        "required when store is redis. Set it from a Secret (SERVING_GATEWAY__LIMITS__REDIS_URL).",
+    )
+    redis_prefix: str = Field(
+        "serving-gateway-limiter",
+        min_length=1,
+        description="Prefix of the Redis keys (the Serve app name is appended inside a replica).",
     )
     actor_name: str = Field(
         "serving-gateway-limiter", min_length=1, description="Name of the Ray actor (the Serve app name is appended)."
     )
     actor_namespace: str = Field("serve", min_length=1, description="Ray namespace of the actor (Serve's).")
     default_output_tokens: PositiveInt = Field(
-        256, description="Output tokens reserved when a request sets no max_tokens (corrected by real usage)."
+        256,
+        description="Output tokens reserved when neither max_tokens nor the model is known (never on "
+        "the request path: there a request without max_tokens reserves the model's output cap).",
     )
     lease_s: PositiveFloat = Field(
         900.0, description="A concurrency slot whose release never came is reclaimed after this."
     )
     store_timeout_s: PositiveFloat = Field(1.0, description="Longest a limiter call may take.")
     fail_open: bool = Field(
-        True, description="Admit requests when the limiter store cannot be reached (logged and counted)."
+        False,
+        description="When the limiter store cannot be reached: false (default) refuses limited requests "
+        "with 503 limiter_unavailable + Retry-After; true admits them unmetered. Both are logged and counted.",
     )
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _earlier_store_names(cls, value: object) -> object:
+        """``local`` and ``ray`` (the earlier names) still load."""
+        return {"local": "memory", "ray": "ray_actor"}.get(value, value) if isinstance(value, str) else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("limits.redis_url must start with redis://, rediss:// or unix://")
+        return value
 
     @model_validator(mode="after")
     def _tiers_exist(self) -> "LimitsSettings":
         if self.default_tier not in self.tiers:
             raise ValueError(f"limits.default_tier {self.default_tier!r} is not in limits.tiers")
+        if self.store == "redis" and self.redis_url is None:
+            raise ValueError("limits.redis_url is required when limits.store is redis")
         return self
 
 
@@ -114,6 +154,11 @@ class HygieneSettings(_Strict):
     """Bounds on what one request may ask for."""
 
     max_body_bytes: PositiveInt = Field(2 * 1024 * 1024, description="Largest request body (413 above).")
+    body_read_timeout_s: PositiveFloat = Field(
+        10.0,
+        description="Longest the whole request body may take to arrive (408 after): a client that "
+        "stops sending mid-body must not hold a request slot.",
+    )
     max_messages: PositiveInt = Field(512, description="Most chat messages in one request.")
     max_chars: PositiveInt = Field(
         400_000, description="Most characters of prompt/messages text in one request."

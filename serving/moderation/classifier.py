@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import inspect
 import logging
 import re
 from typing import Any, Callable
@@ -21,6 +22,8 @@ from ray import serve
 from ray.serve import Application
 
 from serving.moderation.settings import ClassifierSettings
+from serving.privacy.log_filter import install_redaction
+from serving.privacy.settings import PrivacySettings
 
 logger = logging.getLogger(__name__)
 
@@ -92,11 +95,34 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def classifier_app(settings: ClassifierSettings) -> Application:
-    """The bound classifier deployment, to pass as an argument of the ingress deployment."""
+def _with_log_redaction(cls: type, privacy: PrivacySettings) -> type:
+    """``cls`` whose constructor first installs log redaction (pluggable classes need not know)."""
+    if inspect.iscoroutinefunction(cls.__init__):
+
+        async def __init__(self, *args: Any, **kwargs: Any) -> None:
+            install_redaction(privacy)
+            await super(replica, self).__init__(*args, **kwargs)
+
+    else:
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[misc]
+            install_redaction(privacy)
+            super(replica, self).__init__(*args, **kwargs)
+
+    replica = type(cls.__name__, (cls,), {"__init__": __init__, "__module__": cls.__module__})
+    replica.__qualname__ = cls.__qualname__
+    return replica
+
+
+def classifier_app(settings: ClassifierSettings, privacy: PrivacySettings | None = None) -> Application:
+    """The bound classifier deployment, to pass as an argument of the ingress deployment.
+
+    Whatever the class, its replica installs log redaction per ``privacy`` (default: on).
+    """
     cls = _import(settings.deployment_class)
     deployment = cls if hasattr(cls, "options") else serve.deployment(name=DEPLOYMENT_NAME)(cls)
     return deployment.options(
+        func_or_class=_with_log_redaction(deployment.func_or_class, privacy or PrivacySettings()),
         name=DEPLOYMENT_NAME,
         num_replicas=settings.num_replicas,
         max_ongoing_requests=max(64, settings.max_batch_size),

@@ -23,16 +23,18 @@ class InputModerationPolicy:
         self.policy = policy
 
     async def before(self, ctx: RequestContext) -> GenerateRequest | None:
-        """Raise ContentFilterError when the input is blocked; annotate the outcome."""
+        """Raise ContentFilterError when the input is blocked (400 when too long to check); annotate."""
         if ctx.generate is None:
             return None
-        verdict = await self.policy.check(request_text(ctx.generate), stage=INPUT)
+        text = request_text(ctx.generate)
+        param = "messages" if ctx.generate.messages is not None else "prompt"
+        self.policy.require_checkable(text, param=param)
+        verdict = await self.policy.check(text, stage=INPUT)
         if verdict.blocked:
             ctx.annotations["moderation"] = "input_blocked"
             categories = ", ".join(verdict.blocked_categories)
             raise ContentFilterError(
-                f"The input was blocked by the content policy (categories: {categories}).",
-                param="messages" if ctx.generate.messages is not None else "prompt",
+                f"The input was blocked by the content policy (categories: {categories}).", param=param
             )
         ctx.annotations["moderation"] = "input_flagged" if verdict.flagged_categories else "passed"
         return None

@@ -1,9 +1,12 @@
 """The moderation policy: rules, PII detectors and an optional classifier -> a verdict.
 
-Rules and PII detectors are cheap and synchronous and report where they matched
-(the stream hook needs the positions to cut before a match). The classifier is an
-awaitable call to a Ray Serve deployment; when it fails or times out the policy
-fails open on it (the rules' verdict stands) and counts the error.
+Rules and PII detectors are synchronous, linear in the text, and report where they
+matched (the stream hook needs the positions to cut before a match); on long input
+``check`` runs them in a worker thread so the event loop keeps serving other requests.
+Text longer than ``max_text_chars`` is refused (``require_checkable``), never passed
+unchecked. The classifier is an awaitable call to a Ray Serve deployment; when it
+fails or times out the policy fails open on it (the rules' verdict stands) and counts
+the error.
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
+from serving.errors import InvalidRequestError
 from serving.moderation.metrics import ModerationMetrics
 from serving.moderation.settings import Action, ModerationSettings
 from serving.privacy.pii import PII_KINDS, find_pii
 
 logger = logging.getLogger(__name__)
+
+# Texts up to this many characters in all are matched inline (well under a millisecond);
+# longer ones in a worker thread, so that a long input never stalls the event loop.
+INLINE_MATCH_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,16 @@ class ModerationPolicy:
             names += list(self.settings.classifier.categories)
         return tuple(dict.fromkeys(names))
 
+    def require_checkable(self, text: str, *, param: str) -> None:
+        """Refuse (400 ``input_too_long``) a text longer than the policy checks in one piece."""
+        limit = self.settings.max_text_chars
+        if len(text) > limit:
+            raise InvalidRequestError(
+                f"The input is too long for the content policy: {len(text)} characters (at most {limit}).",
+                param=param,
+                code="input_too_long",
+            )
+
     def match_rules(self, text: str) -> list[Detection]:
         """Rule and PII matches with their positions (cheap, synchronous)."""
         found: list[Detection] = []
@@ -146,7 +164,20 @@ class ModerationPolicy:
 
     async def check(self, text: str, *, stage: str | None = None) -> Verdict:
         """The verdict on one whole text; counted under ``stage`` when given."""
-        detections = self.match_rules(text)
+        [detections] = await self._match_all([text])
+        return await self._verdict(text, detections, stage)
+
+    async def check_all(self, texts: Sequence[str], *, stage: str | None = None) -> list[Verdict]:
+        """The verdicts on several whole texts, in order (one worker thread matches them all)."""
+        matched = await self._match_all(texts)
+        return list(await asyncio.gather(*(self._verdict(t, d, stage) for t, d in zip(texts, matched))))
+
+    async def _match_all(self, texts: Sequence[str]) -> list[list[Detection]]:
+        if sum(len(t) for t in texts) <= INLINE_MATCH_CHARS:
+            return [self.match_rules(t) for t in texts]
+        return await asyncio.to_thread(lambda: [self.match_rules(t) for t in texts])
+
+    async def _verdict(self, text: str, detections: list[Detection], stage: str | None) -> Verdict:
         if not any(d.action == "block" for d in detections):
             detections += await self.classify(text)
         verdict = Verdict(tuple(detections))

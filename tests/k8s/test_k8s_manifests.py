@@ -19,6 +19,7 @@ from serving.tools.render_serve_config import DEREGISTER_S, REPO
 from tests.k8s.conftest import OVERLAYS, TARGETS
 from tests.k8s.manifests import (
     arg_after,
+    claim_template_pvcs,
     container_ports,
     containers,
     of_kind,
@@ -27,6 +28,7 @@ from tests.k8s.manifests import (
     selects,
     serve_config,
     settings_of,
+    workload_pods,
 )
 
 README = REPO / "k8s" / "README.md"
@@ -77,8 +79,8 @@ def test_selectors_match_the_ray_pods(rendered, target):
     pdbs = {d["metadata"]["name"]: d["spec"]["selector"] for d in of_kind(docs, "PodDisruptionBudget")}
     assert [p.node_type for p in pods if selects(pdbs["llm-serving-workers"], p.labels)] == ["worker"] * len(workers)
     assert [p.node_type for p in pods if selects(pdbs["llm-serving-head"], p.labels)] == ["head"]
-    for policy in of_kind(docs, "NetworkPolicy"):
-        assert any(selects(policy["spec"]["podSelector"], p.labels) for p in pods), policy["metadata"]["name"]
+    for policy in of_kind(docs, "NetworkPolicy"):  # the Ray pods' and the feedback database's
+        assert any(selects(policy["spec"]["podSelector"], p.labels) for p in workload_pods(docs)), policy["metadata"]["name"]
     assert head and workers
 
 
@@ -107,7 +109,7 @@ def test_every_reference_exists_or_is_sre_provided(rendered, target):
     secrets = {d["metadata"]["name"] for d in of_kind(docs, "Secret")}
     documented = sre_provided()
     seen = set()
-    for pod in ray_pods(docs):
+    for pod in workload_pods(docs):
         for container in containers(pod.spec):
             for source in container.get("envFrom", []):
                 if "configMapRef" in source:
@@ -125,9 +127,11 @@ def test_every_reference_exists_or_is_sre_provided(rendered, target):
                 assert volume["configMap"]["name"] in configmaps
             if "persistentVolumeClaim" in volume:
                 name = volume["persistentVolumeClaim"]["claimName"]
+                if name in claim_template_pvcs(docs):
+                    continue  # created by its StatefulSet
                 assert name in documented, f"PVC {name} not in k8s/README.md's SRE-provided objects"
                 seen.add(name)
-    assert "llm-serving-api-keys" in seen
+    assert {"llm-serving-api-keys", "llm-serving-postgres"} <= seen
 
 
 def test_no_secret_material_in_the_repo(rendered):
@@ -370,8 +374,8 @@ def test_only_the_gateway_port_is_open_outside_the_namespace(rendered, target):
     policies = of_kind(docs, "NetworkPolicy")
     for pod in ray_pods(docs):
         applied = [p for p in policies if selects(p["spec"]["podSelector"], pod.labels)]
-        assert applied, "every Ray pod is covered by a NetworkPolicy (default deny)"
-        assert all("Ingress" in p["spec"]["policyTypes"] for p in applied)
+        applied = [p for p in applied if "Ingress" in p["spec"]["policyTypes"]]  # egress: test_k8s_security.py
+        assert applied, "every Ray pod is covered by an ingress NetworkPolicy (default deny)"
 
         def reachable(namespace: str | None, app: str) -> set:
             same = namespace is None
@@ -403,6 +407,6 @@ def test_readme_documents_apply_commands_and_sre_objects():
     text = README.read_text()
     for overlay in OVERLAYS:
         assert f"kubectl apply -k k8s/overlays/{overlay}" in text
-    assert {"llm-serving-api-keys", "llm-serving-models"} <= sre_provided()
+    assert {"llm-serving-api-keys", "llm-serving-models", "llm-serving-postgres"} <= sre_provided()
     for variant in ("cpu", "gpu"):
         assert expected_tag(variant) in text

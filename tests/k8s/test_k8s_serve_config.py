@@ -89,7 +89,32 @@ def test_embedded_serve_config_is_the_local_one_plus_declared_patches(rendered, 
     assert app["args"] == args
     assert {k: v for k, v in app.items() if k != "args"} == {k: v for k, v in local_app.items() if k != "args"}
     assert embedded["proxy_location"] == local["proxy_location"]
-    assert embedded["http_options"] == {"host": "0.0.0.0", "port": local["http_options"]["port"]}
+    # The proxy deadline is derived from each target's settings (gpu-prod generates for
+    # longer than the local config), like host and port; nothing else in http_options changes.
+    assert embedded["http_options"] == {
+        "host": "0.0.0.0",
+        "port": local["http_options"]["port"],
+        "request_timeout_s": gen.validate_args(args).proxy_request_timeout_s(),
+    }
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_proxy_deadline_outlasts_the_apps_and_the_queue_is_bounded(rendered, target):
+    embedded = serve_config(rendered[target])
+    settings = settings_of(rendered[target])
+    assert embedded["http_options"]["request_timeout_s"] > settings.http.request_timeout_s
+    capacity = settings.model.engine.max_num_seqs + settings.gateway.admission.max_waiting
+    assert settings.model.deployment.max_queued_requests >= capacity
+
+
+def test_a_source_proxy_deadline_shorter_than_the_apps_is_refused(tmp_path, capsys):
+    repo = copy_repo(tmp_path)
+    source = repo / gen.SERVE_CONFIG
+    config = yaml.safe_load(source.read_text())
+    config["http_options"]["request_timeout_s"] = 60
+    source.write_text(yaml.safe_dump(config, sort_keys=False))
+    assert gen.main(["--check", "--repo", str(repo)]) != 0
+    assert "http_options.request_timeout_s" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -151,3 +176,17 @@ def test_generation_ignores_the_environment(monkeypatch):
     monkeypatch.setenv("SERVING_MODEL__ID", "from-the-environment")
     monkeypatch.setenv("SERVING_HTTP__PORT", "9999")
     assert gen.drift() == []
+
+
+@pytest.mark.parametrize(("target", "precision"), [("base", "float32"), ("cpu-dev", "float32"), ("gpu-prod", "bfloat16")])
+def test_each_target_runs_the_precision_of_its_device(rendered, target, precision):
+    """CPU pods serve float32 (exact reference agreement); GPU pods bfloat16, vLLM's usual choice."""
+    engine = settings_of(rendered[target]).model.engine
+    assert engine.resolved_dtype == precision
+    assert engine.device == ("cuda" if precision == "bfloat16" else "cpu")
+
+
+@pytest.mark.parametrize(("target", "temperature"), [("base", 0.0), ("cpu-dev", 0.0), ("gpu-prod", None)])
+def test_only_the_small_default_model_is_greedy_by_default(rendered, target, temperature):
+    """SmolLM2's greedy default (measured best) must not leak into another model's overlay."""
+    assert settings_of(rendered[target]).model.generation.temperature == temperature

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from serving.api.common.protocol import (
     FinishReason,
@@ -15,6 +17,33 @@ from serving.api.common.protocol import (
 )
 
 MAX_TOP_LOGPROBS = 20
+# Bounds of ``response_format.json_schema.schema``: the engine compiles it into a grammar
+# per request, so an unbounded one costs memory and time before any token is sampled.
+MAX_SCHEMA_BYTES = 64 * 1024  # serialized as compact JSON, UTF-8
+MAX_SCHEMA_DEPTH = 32  # nested objects and arrays, the schema object itself counted
+
+
+def _nesting_depth(value: Any, limit: int) -> int:
+    """How deep ``value``'s objects and arrays nest (iterative; stops counting past ``limit``)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            if deepest > limit:
+                return deepest
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def _schema_error(value: Any) -> str | None:
+    """Why a decoded ``json_schema.schema`` is too big to accept, or None."""
+    if _nesting_depth(value, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
+        return f"the schema nests objects and arrays deeper than {MAX_SCHEMA_DEPTH} levels"
+    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    if size > MAX_SCHEMA_BYTES:
+        return f"the schema is {size} bytes as JSON; at most {MAX_SCHEMA_BYTES} are allowed"
+    return None
 
 
 class TextContentPart(OpenAIRequestModel):
@@ -80,6 +109,23 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
+
+    @field_validator("response_format", mode="before")
+    @classmethod
+    def _bounded_schema(cls, value: Any) -> Any:
+        # On the decoded JSON, before the union: the error names the schema itself
+        # (response_format.json_schema.schema), without the union's tag in the path.
+        if not (isinstance(value, dict) and value.get("type") == "json_schema"):
+            return value
+        container = value.get("json_schema")
+        if not isinstance(container, dict) or "schema" not in container:
+            return value
+        reason = _schema_error(container["schema"])
+        if reason is None:
+            return value
+        error = PydanticCustomError("schema_too_large", reason)
+        details = [InitErrorDetails(type=error, loc=("json_schema", "schema"), input=None)]
+        raise ValidationError.from_exception_data("schema_too_large", details)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ChatCompletionRequest":

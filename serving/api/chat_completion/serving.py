@@ -20,15 +20,17 @@ from serving.api.common.pipeline import Generation, GenerationPipeline, finish_r
 from serving.api.common.protocol import now, usage
 from serving.api.common.sampling import include_usage, sampling_options
 from serving.api.common.sse import DONE, sse_error, sse_event
-from serving.engine.protocol import GenerateRequest, TokenLogprob
+from serving.engine.protocol import GenerateRequest, SamplingDefaults, TokenLogprob
 from serving.errors import ServingError
 from serving.gateway.hooks import RequestContext
 
 ROUTE = "/v1/chat/completions"
 
 
-def to_generate_request(body: ChatCompletionRequest, request_id: str) -> GenerateRequest:
-    """The engine request of a chat completion body."""
+def to_generate_request(
+    body: ChatCompletionRequest, request_id: str, defaults: SamplingDefaults = SamplingDefaults()
+) -> GenerateRequest:
+    """The engine request of a chat completion body, the model's ``defaults`` filling omissions."""
     json_schema = None
     json_object = False
     fmt = body.response_format
@@ -41,7 +43,9 @@ def to_generate_request(body: ChatCompletionRequest, request_id: str) -> Generat
         logprobs = body.top_logprobs or 0
     sampling = sampling_options(
         body,
+        defaults=defaults,
         max_tokens=body.output_limit(),
+        default_max_tokens=defaults.max_tokens,
         logprobs=logprobs,
         json_schema=json_schema,
         json_object=json_object,
@@ -76,7 +80,8 @@ class OpenAIServingChat:
         self, body: ChatCompletionRequest, ctx: RequestContext
     ) -> ChatCompletionResponse | AsyncIterator[str]:
         """A whole response, or (``stream=True``) an iterator of SSE events."""
-        generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id))
+        defaults = self.pipeline.engine.info.sampling_defaults
+        generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id, defaults))
         if body.stream:
             return self._stream(body, ctx, generation)
         return await self._collect(body, ctx, generation)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from serving.api.common.protocol import new_id
 from serving.api.common.sse import SSE_HEADERS
 from serving.errors import ModelNotFoundError, ServingError, error_body_for
-from serving.gateway.hooks import RequestContext
+from serving.gateway.hooks import AUTHENTICATED_KEY_ID, RequestContext, without_credentials
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -46,7 +46,11 @@ def request_id_from(headers: Any) -> str:
 
 
 def request_context(request: Request, *, route: str, body: Any, served_model: str, id_prefix: str) -> RequestContext:
-    """The policies' view of one request; 404 if it names a model we do not serve."""
+    """The policies' view of one request; 404 if it names a model we do not serve.
+
+    The API key headers are left out: the context carries only the short id of the key
+    the API key middleware accepted (if any), never the key.
+    """
     model = getattr(body, "model", None)
     if model is not None and model != served_model:
         raise ModelNotFoundError(
@@ -57,18 +61,20 @@ def request_context(request: Request, *, route: str, body: Any, served_model: st
         response_id=new_id(id_prefix),
         route=route,
         model=served_model,
-        headers=request.headers,
+        headers=without_credentials(request.headers),
         body=body,
+        key_id=getattr(request.state, AUTHENTICATED_KEY_ID, None),
     )
     request.state.ctx = ctx
     return ctx
 
 
-def respond(result: BaseModel | AsyncIterator[str], ctx: RequestContext) -> Response:
+def respond(result: BaseModel | AsyncIterator[str], ctx: RequestContext, *, status_code: int = 200) -> Response:
     """A JSON response for a whole result, or an SSE stream for an iterator."""
     if isinstance(result, BaseModel):
         return Response(
             content=result.model_dump_json(),
+            status_code=status_code,
             media_type="application/json",
             headers=ctx.response_headers,
         )

@@ -189,41 +189,64 @@ class GenerationPipeline:
         finish_reason: str | None = None,
     ) -> None:
         """Record the end of a request once: policies' after(), metrics, one log line."""
-        status, outcome = outcome_for(error)
-        if status == CLIENT_CLOSED_STATUS:
-            record.disconnected()
-        if isinstance(error, ServingError) and status >= 500:
-            logger.error("request %s failed: %s", ctx.request_id, error.message)
-        elif error is not None and not isinstance(error, (ServingError, asyncio.CancelledError, GeneratorExit)):
-            logger.exception("request %s failed", ctx.request_id, exc_info=error)
-        record.finish(
-            status_code=status,
-            outcome=outcome,
+        await end_request(
+            ctx,
+            record,
+            error,
+            self.policies,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-        )
-        ctx.annotations["outcome"] = outcome
-        for policy in self.policies:
-            try:
-                await policy.after(ctx, prompt_tokens, completion_tokens)
-            except Exception:  # accounting must never break the response
-                logger.exception("policy %s after() failed", type(policy).__name__)
-        started = ctx.annotations.get("started", record.start)
-        ttft = None if record.first_token_at is None else record.first_token_at - record.start
-        log_request(
-            request_log,
-            request_id=ctx.request_id,
-            model=ctx.model,
-            route=ctx.route,
-            status_code=status,
-            outcome=outcome,
-            latency_s=time.monotonic() - started,
-            ttft_s=ttft,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            key_id=ctx.key_id,
             finish_reason=finish_reason,
         )
+
+
+async def end_request(
+    ctx: RequestContext,
+    record: RequestRecord,
+    error: BaseException | None,
+    policies: Sequence[RequestPolicy],
+    *,
+    prompt_tokens: int,
+    completion_tokens: int,
+    finish_reason: str | None = None,
+) -> None:
+    """The end of any request the policies saw (a generation or not): every policy's after(),
+    the request metrics and one log line; ``error`` is what it failed with, if anything."""
+    status, outcome = outcome_for(error)
+    if status == CLIENT_CLOSED_STATUS:
+        record.disconnected()
+    if isinstance(error, ServingError) and status >= 500:
+        logger.error("request %s failed: %s", ctx.request_id, error.message)
+    elif error is not None and not isinstance(error, (ServingError, asyncio.CancelledError, GeneratorExit)):
+        logger.exception("request %s failed", ctx.request_id, exc_info=error)
+    record.finish(
+        status_code=status,
+        outcome=outcome,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+    )
+    ctx.annotations["outcome"] = outcome
+    for policy in policies:
+        try:
+            await policy.after(ctx, prompt_tokens, completion_tokens)
+        except Exception:  # accounting must never break the response
+            logger.exception("policy %s after() failed", type(policy).__name__)
+    started = ctx.annotations.get("started", record.start)
+    ttft = None if record.first_token_at is None else record.first_token_at - record.start
+    log_request(
+        request_log,
+        request_id=ctx.request_id,
+        model=ctx.model,
+        route=ctx.route,
+        status_code=status,
+        outcome=outcome,
+        latency_s=time.monotonic() - started,
+        ttft_s=ttft,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        key_id=ctx.key_id,
+        finish_reason=finish_reason,
+    )
 
 
 async def _with_deadline(stream: AsyncIterator[GenerateOutput], deadline: float) -> AsyncIterator[GenerateOutput]:

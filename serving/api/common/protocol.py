@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 MAX_STOP_SEQUENCES = 4
+# Longest stop sequence: the engine holds back as much output as the longest one, so an
+# unbounded one would hold back the whole stream (vLLM's stop-string buffer).
+MAX_STOP_CHARS = 256
 MAX_N = 16
 
 
@@ -16,6 +21,54 @@ class OpenAIRequestModel(BaseModel):
     """Base of request bodies: unknown fields are rejected, like OpenAI does."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: Any) -> tuple[tuple[str | int, ...], str, int] | None:
+    """Where the first lone surrogate in decoded JSON ``value`` is: (path, text, index), or None."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            found = None if item.isascii() else _LONE_SURROGATE.search(item)
+            if found is not None:
+                return path, item, found.start()
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                stack.append((path + (key,), child))
+                stack.append((path + (key,), key))  # a key is checked before its value
+        elif isinstance(item, list):
+            stack.extend((path + (i,), child) for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def reject_lone_surrogates(value: Any) -> Any:
+    """``value`` unchanged, or a validation error at the string holding a lone UTF-16 surrogate.
+
+    JSON's ``\\ud800`` escape decodes to a code point that has no UTF-8 encoding: the
+    tokenizer, the logs and the response would all fail on it later (a 500), so it is a
+    400 here, naming the field.
+    """
+    found = _lone_surrogate(value)
+    if found is None:
+        return value
+    path, text, index = found
+    message = f"the text has a lone surrogate (U+{ord(text[index]):04X}) at character {index}, not valid Unicode"
+    error = PydanticCustomError("invalid_unicode", message)
+    raise ValidationError.from_exception_data("invalid_unicode", [InitErrorDetails(type=error, loc=path, input=text)])
+
+
+class OpenAIRequestBody(OpenAIRequestModel):
+    """Base of a route's whole request body: every string in it must be valid Unicode."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        # Before the field's own validation, on the decoded JSON: the error names the exact
+        # place (messages.0.content), whatever union or nested model the field is.
+        return reject_lone_surrogates(value)
 
 
 class OpenAIResponseModel(BaseModel):
@@ -31,7 +84,7 @@ class StreamOptions(OpenAIRequestModel):
     include_obfuscation: bool | None = None
 
 
-class SamplingFields(OpenAIRequestModel):
+class SamplingFields(OpenAIRequestBody):
     """Parameters shared by chat and completions requests."""
 
     model: str = Field(min_length=1)
@@ -39,7 +92,7 @@ class SamplingFields(OpenAIRequestModel):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     n: int = Field(1, ge=1, le=MAX_N)
     stop: str | list[str] | None = None
-    seed: int | None = Field(None, ge=-(2**63), le=2**64 - 1)
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1)  # int64, as vLLM's own API
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     stream: bool = False
@@ -56,6 +109,9 @@ class SamplingFields(OpenAIRequestModel):
                 raise ValueError("stop sequences must not be empty")
         elif value == "":
             raise ValueError("stop sequences must not be empty")
+        sequences = [value] if isinstance(value, str) else value or []
+        if any(len(s) > MAX_STOP_CHARS for s in sequences):
+            raise ValueError(f"a stop sequence may be at most {MAX_STOP_CHARS} characters long")
         return value
 
     def stop_sequences(self) -> tuple[str, ...]:

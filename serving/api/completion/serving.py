@@ -14,20 +14,22 @@ from serving.api.completion.protocol import (
     CompletionRequest,
     CompletionResponse,
 )
-from serving.engine.protocol import GenerateRequest, TokenLogprob
+from serving.engine.protocol import GenerateRequest, SamplingDefaults, TokenLogprob
 from serving.errors import InvalidRequestError, ServingError
 from serving.gateway.hooks import RequestContext
 
 ROUTE = "/v1/completions"
 
 
-def to_generate_request(body: CompletionRequest, request_id: str) -> GenerateRequest:
-    """The engine request of a completions body."""
+def to_generate_request(
+    body: CompletionRequest, request_id: str, defaults: SamplingDefaults = SamplingDefaults()
+) -> GenerateRequest:
+    """The engine request of a completions body (max_tokens keeps OpenAI's default of 16)."""
     if body.best_of is not None and body.best_of != body.n:
         raise InvalidRequestError("best_of other than n is not supported", param="best_of")
     if body.echo and body.logprobs is not None:
         raise InvalidRequestError("echo together with logprobs is not supported", param="echo")
-    sampling = sampling_options(body, max_tokens=body.max_tokens, logprobs=body.logprobs)
+    sampling = sampling_options(body, defaults=defaults, max_tokens=body.max_tokens, logprobs=body.logprobs)
     return GenerateRequest(request_id=request_id, sampling=sampling, prompt=body.prompt_text())
 
 
@@ -61,7 +63,8 @@ class OpenAIServingCompletion:
         self, body: CompletionRequest, ctx: RequestContext
     ) -> CompletionResponse | AsyncIterator[str]:
         """A whole response, or (``stream=True``) an iterator of SSE events."""
-        generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id))
+        defaults = self.pipeline.engine.info.sampling_defaults
+        generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id, defaults))
         if body.stream:
             return self._stream(body, ctx, generation)
         return await self._collect(body, ctx, generation)

@@ -1,9 +1,14 @@
-"""An ASGI middleware that requires a known API key on every ``/v1/`` route.
+"""An ASGI middleware that requires a known API key on every path but a few public ones.
 
-Generation routes are also checked by ``AuthPolicy`` (which puts the key id and tier
-on the request context); this middleware covers the routes that do not run the
-policies, such as ``GET /v1/models``. Health, readiness and the OpenAPI schema stay
-open for probes and tooling.
+Deny by default: every request needs a key unless the path *as the router sees it*
+(``root_path`` stripped, see ``serving.api.common.routing``) is exactly one of the
+public paths — health, readiness and the OpenAPI schema, for probes and tooling. A
+route prefix, a doubled slash or an unknown path therefore cannot reach a route
+unauthenticated. It runs before the body is read, so a client without a key never
+holds the server waiting for its body.
+
+The identity it found (the short key id, never the key) is left in the scope's state;
+``AuthPolicy`` and routes outside the generation pipeline (feedback, ...) read it there.
 """
 
 from __future__ import annotations
@@ -11,28 +16,37 @@ from __future__ import annotations
 from typing import Any, Awaitable, Callable
 
 from serving.api.common.http import send_error_response
+from serving.api.common.routing import route_path
 from serving.errors import AuthenticationError
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.auth.policy import INVALID_MESSAGE, MISSING_MESSAGE, presented_key
+from serving.gateway.hooks import AUTHENTICATED_KEY_ID
 from serving.gateway.metrics import DENIED, GatewayMetrics
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
+PUBLIC_PATHS = frozenset({"/health", "/ready", "/openapi.json"})
+
 
 class APIKeyMiddleware:
-    """Answers 401 (OpenAI error body) for ``/v1/`` requests without a known key."""
+    """Answers 401 (OpenAI error body) for every request without a known key, public paths aside."""
 
     def __init__(
-        self, app: ASGIApp, *, store: KeyStore, metrics: GatewayMetrics, protected_prefix: str = "/v1/"
+        self,
+        app: ASGIApp,
+        *,
+        store: KeyStore,
+        metrics: GatewayMetrics,
+        public_paths: frozenset[str] = PUBLIC_PATHS,
     ) -> None:
         self.app = app
         self.store = store
         self.metrics = metrics
-        self.protected_prefix = protected_prefix
+        self.public_paths = public_paths
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope.get("path", "").startswith(self.protected_prefix):
+        if scope["type"] != "http" or route_path(scope) in self.public_paths:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ())}
@@ -45,7 +59,7 @@ class APIKeyMiddleware:
             reason = "invalid"
         else:
             # Routes outside the generation pipeline (feedback, ...) see who is calling.
-            scope.setdefault("state", {})["key_id"] = record.key_id
+            scope.setdefault("state", {})[AUTHENTICATED_KEY_ID] = record.key_id
             await self.app(scope, receive, send)
             return
         self.metrics.decision("auth", DENIED, reason)

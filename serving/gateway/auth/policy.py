@@ -8,7 +8,7 @@ from typing import Mapping
 from serving.engine.protocol import GenerateRequest
 from serving.errors import AuthenticationError
 from serving.gateway.auth.keys import KeyStore
-from serving.gateway.hooks import RequestContext
+from serving.gateway.hooks import RequestContext, without_credentials
 from serving.gateway.metrics import ALLOWED, DENIED, GatewayMetrics
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,13 @@ def presented_key(headers: Mapping[str, str]) -> str | None:
 
 
 class AuthPolicy:
-    """Refuses requests without a known key (401); sets ``ctx.key_id`` and ``ctx.tier``."""
+    """Refuses requests without a known key (401); sets ``ctx.key_id`` and ``ctx.tier``.
+
+    Behind ``APIKeyMiddleware`` the context carries no key, only the id of the key the
+    middleware accepted: the policy re-checks that id against the store (a key disabled
+    by a reload in between is refused). A context that still holds the key headers is
+    checked from them, and loses them.
+    """
 
     name = "auth"
 
@@ -47,11 +53,17 @@ class AuthPolicy:
 
     async def before(self, ctx: RequestContext) -> GenerateRequest | None:
         key = presented_key(ctx.headers)
-        if key is None:
+        if key is not None:
+            ctx.headers = without_credentials(ctx.headers)  # the key never stays on the context
+            record = self.store.lookup(key)
+        elif ctx.key_id is not None:  # accepted by APIKeyMiddleware
+            record = self.store.by_id(ctx.key_id)
+            record = None if record is None or record.disabled else record
+        else:
             self.metrics.decision(self.name, DENIED, "missing")
             raise AuthenticationError(MISSING_MESSAGE, code="missing_api_key")
-        record = self.store.lookup(key)
         if record is None:
+            ctx.key_id = None
             self.metrics.decision(self.name, DENIED, "invalid")
             log.info("request %s refused: unknown API key", ctx.request_id)
             raise AuthenticationError(INVALID_MESSAGE)

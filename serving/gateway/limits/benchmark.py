@@ -1,7 +1,7 @@
-"""What one limiter check costs per request: in process vs. the shared Ray actor.
+"""What one limiter check costs per request: in process vs. the shared Ray actor (vs. Redis).
 
 Run: ``python -m serving.gateway.limits.benchmark --out results.json`` (starts its own
-local Ray; bounded in count). Measures acquire and acquire+release latency one call
+local Ray; bounded in count; ``--redis-url redis://127.0.0.1:6379/0`` adds the Redis store). Measures acquire and acquire+release latency one call
 at a time and with concurrent callers, and the actor's throughput.
 """
 
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--ray-temp-dir", default="/tmp/ray-gateway-bench")
+    parser.add_argument("--redis-url", default=None, help="also measure the Redis store at this URL")
     args = parser.parse_args(argv)
 
     import ray
@@ -91,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
         "requests": args.requests,
     }
     report["local"] = asyncio.run(measure(LocalLimiter(), n=args.requests, concurrency=args.concurrency))
+    if args.redis_url:
+        report["redis"] = asyncio.run(_measure_redis(args.redis_url, n=args.requests, concurrency=args.concurrency))
     ray.init(
         address="local",
         num_cpus=2,
@@ -106,7 +109,17 @@ def main(argv: list[str] | None = None) -> None:
         ray.shutdown()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("local", "ray_actor")}, indent=2))
+    print(json.dumps({k: report[k] for k in ("local", "ray_actor", "redis") if k in report}, indent=2))
+
+
+async def _measure_redis(url: str, *, n: int, concurrency: int) -> dict[str, Any]:
+    from serving.gateway.limits.redis_store import RedisLimiter
+
+    limiter = RedisLimiter(url, prefix="gateway-limiter-benchmark", timeout_s=5.0)
+    try:
+        return await measure(limiter, n=n, concurrency=concurrency)
+    finally:
+        await limiter.close()
 
 
 if __name__ == "__main__":

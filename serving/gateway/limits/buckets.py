@@ -9,7 +9,13 @@ Why buckets: a key limited to N rpm has a bucket of N requests refilled at N/60 
 second. A burst gets exactly N, then 429s whose ``Retry-After`` is when the next
 request fits; the remaining/reset numbers are what OpenAI's ``x-ratelimit-*`` headers
 mean (``reset`` = time until the bucket is full again). Tokens are reserved as
-prompt + max_tokens at admission and corrected with the real usage at release.
+prompt + the output cap at admission and corrected with the real usage at release.
+
+Reservations are named by the caller's request id, so an acquire is idempotent: a
+retried acquire of the same id (a Ray task retry, a caller that timed out and tries
+again) does not reserve twice. A release of an id that holds nothing is remembered for
+``RELEASED_MEMORY_S``: a caller that timed out releases its id, and should its acquire
+still arrive afterwards, it reserves nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ REQUESTS = "requests"
 TOKENS = "tokens"
 CONCURRENCY = "concurrency"
 TOO_LARGE = "too_large"
+RELEASED = "released"  # the acquire of a request id whose release came first
+
+RELEASED_MEMORY_S = 120.0  # how long a release of an unknown request id is remembered
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,14 @@ class _KeyState:
     requests: Bucket | None = None
     tokens: Bucket | None = None
     leases: dict[str, _Lease] = field(default_factory=dict)
+    released: dict[str, float] = field(default_factory=dict)  # request id -> forget after
+
+    def expire(self, now: float) -> None:
+        """Drop leases past their expiry and releases no longer remembered."""
+        for rid in [r for r, lease in self.leases.items() if lease.expires <= now]:
+            del self.leases[rid]
+        for rid in [r for r, until in self.released.items() if until <= now]:
+            del self.released[rid]
 
 
 def _sync_bucket(bucket: Bucket | None, limit: int | None, now: float) -> Bucket | None:
@@ -137,15 +154,24 @@ class LimiterCore:
         self._calls = 0
         self._sweep_every = sweep_every
 
-    def acquire(self, key: str, limits: Limits, tokens: int, lease_s: float) -> Decision:
-        """Reserve one request and ``tokens`` tokens for ``key``, or say why not."""
+    def acquire(
+        self, key: str, limits: Limits, tokens: int, lease_s: float, request_id: str | None = None
+    ) -> Decision:
+        """Reserve one request and ``tokens`` tokens for ``key`` as ``request_id``, or say why not.
+
+        Idempotent per ``request_id``: while it holds a reservation, acquiring it again
+        reserves nothing more; after its release arrived first, it reserves nothing.
+        """
         now = self._clock()
         self._maybe_sweep(now)
         state = self._keys.setdefault(key, _KeyState())
         state.requests = _sync_bucket(state.requests, limits.rpm, now)
         state.tokens = _sync_bucket(state.tokens, limits.tpm, now)
-        for rid in [r for r, lease in state.leases.items() if lease.expires <= now]:
-            del state.leases[rid]
+        state.expire(now)
+        if request_id is not None and request_id in state.leases:
+            return self._decision(state, limits, allowed=True, reservation=request_id)
+        if request_id is not None and request_id in state.released:
+            return self._decision(state, limits, allowed=False, reason=RELEASED)
         denied = self._why_not(state, limits, tokens)
         if denied is not None:
             reason, retry = denied
@@ -154,7 +180,7 @@ class LimiterCore:
             state.requests.level -= 1
         if state.tokens is not None:
             state.tokens.level -= tokens
-        reservation = f"{self._epoch}-{next(self._ids)}"
+        reservation = request_id if request_id is not None else f"{self._epoch}-{next(self._ids)}"
         state.leases[reservation] = _Lease(expires=now + lease_s, tokens=tokens)
         return self._decision(state, limits, allowed=True, reservation=reservation)
 
@@ -196,14 +222,16 @@ class LimiterCore:
         """End a reservation: free its concurrency slot, charge real tokens instead of reserved.
 
         ``refund_request`` gives the request back too (it was refused for overload, not by us).
+        A reservation that holds nothing (released already, expired, or whose acquire has
+        not arrived yet) is remembered as released for ``RELEASED_MEMORY_S``.
         """
-        state = self._keys.get(key)
-        if state is None:
-            return
-        lease = state.leases.pop(reservation, None)
-        if lease is None:
-            return
         now = self._clock()
+        state = self._keys.get(key)
+        lease = state.leases.pop(reservation, None) if state is not None else None
+        if lease is None:
+            self._keys.setdefault(key, _KeyState()).released[reservation] = now + RELEASED_MEMORY_S
+            return
+        assert state is not None
         if refund_request and state.requests is not None:
             state.requests.refill(now)
             state.requests.level = min(state.requests.capacity, state.requests.level + 1)
@@ -227,11 +255,10 @@ class LimiterCore:
             return
         for key in list(self._keys):
             state = self._keys[key]
-            for rid in [r for r, lease in state.leases.items() if lease.expires <= now]:
-                del state.leases[rid]
+            state.expire(now)
             for bucket in (state.requests, state.tokens):
                 if bucket is not None:
                     bucket.refill(now)
             full = all(b is None or b.level >= b.capacity for b in (state.requests, state.tokens))
-            if full and not state.leases:
+            if full and not state.leases and not state.released:
                 del self._keys[key]

@@ -1,25 +1,41 @@
-"""Per-key rpm / tpm / concurrency limits as a request policy (429 + OpenAI rate-limit headers)."""
+"""Per-key rpm / tpm / concurrency limits as a request policy (429 + OpenAI rate-limit headers).
+
+Reservations: prompt estimate + the request's effective output limit per choice (its
+``max_tokens``, else the model's default output cap, else what the context window
+leaves), settled with the real usage when the request ends, a client abort included.
+When the store cannot be reached the request gets a 503 ``limiter_unavailable``
+(``fail_open: false``, the default) or passes unmetered (``fail_open: true``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
-from serving.engine.protocol import GenerateRequest
-from serving.errors import RateLimitError
+from serving.engine.protocol import GenerateRequest, ModelInfo
+from serving.errors import RateLimitError, ServiceUnavailableError
 from serving.gateway.admission.policy import OVERLOADED_ANNOTATION
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.hooks import RequestContext
 from serving.gateway.limits.buckets import CONCURRENCY, REQUESTS, TOKENS, TOO_LARGE, Decision, Limits
 from serving.gateway.limits.headers import duration, rate_limit_headers, retry_after
 from serving.gateway.limits.store import Limiter, LimiterUnavailable
-from serving.gateway.metrics import ALLOWED, DENIED, FAILED_OPEN, GatewayMetrics
-from serving.gateway.request_view import view_of
+from serving.gateway.metrics import ALLOWED, DENIED, FAILED_CLOSED, FAILED_OPEN, GatewayMetrics
+from serving.gateway.request_view import RequestView, view_of
 from serving.gateway.settings import LimitsSettings, TierLimits
 
 log = logging.getLogger(__name__)
 
 ANNOTATION = "rate_limit_reason"  # ctx.annotations key naming why a request was limited
+UNAVAILABLE_RETRY_AFTER_S = 1
+STORE_UNAVAILABLE = "store_unavailable"
+
+
+class LimiterUnavailableError(ServiceUnavailableError):
+    """The key's limits cannot be checked (the store is down or slow): 503, retry shortly."""
+
+    code = "limiter_unavailable"
 
 
 def refused_for_overload(ctx: RequestContext) -> bool:
@@ -82,28 +98,44 @@ class RateLimitPolicy:
         default_output_tokens: int,
         fail_open: bool,
         metrics: GatewayMetrics,
+        model: ModelInfo | None = None,
     ) -> None:
         self.limiter = limiter
         self.resolver = resolver
-        self.default_output_tokens = default_output_tokens
+        self.default_output_tokens = default_output_tokens  # only when the model is unknown
         self.fail_open = fail_open
         self.metrics = metrics
-        self._reservations: dict[str, tuple[str, str]] = {}
+        self.model = model
+        self._reservations: dict[str, tuple[str, str, int]] = {}  # response id -> key, reservation, prompt
+        self._settling: set[asyncio.Task] = set()
 
-    def _tokens(self, ctx: RequestContext) -> int:
+    def _output_tokens(self, ctx: RequestContext, view: RequestView, prompt: int) -> int:
+        """The most output tokens one choice of this request may generate."""
+        if self.model is None:
+            return view.max_tokens if view.max_tokens is not None else self.default_output_tokens
+        room = max(0, self.model.max_model_len - prompt)
+        if ctx.generate is not None:
+            return ctx.generate.sampling.output_tokens(room)
+        if view.max_tokens is not None:
+            return view.max_tokens
+        cap = self.model.sampling_defaults.max_tokens
+        return room if cap is None else min(cap, room)
+
+    def _tokens(self, ctx: RequestContext) -> tuple[int, int]:
+        """(tokens to reserve, estimated prompt tokens)."""
         view = view_of(ctx)
-        output = view.max_tokens if view.max_tokens is not None else self.default_output_tokens
-        return view.prompt_token_estimate() + output * max(1, view.n)
+        prompt = view.prompt_token_estimate()
+        return prompt + self._output_tokens(ctx, view, prompt) * max(1, view.n), prompt
 
     async def before(self, ctx: RequestContext) -> GenerateRequest | None:
         key = ctx.key_id or "anonymous"
         limits = self.resolver.limits_for(ctx.key_id, ctx.tier)
         if limits.is_unlimited():
             return None
-        tokens = self._tokens(ctx)
+        tokens, prompt = self._tokens(ctx)
         started = time.perf_counter()
         try:
-            decision = await self.limiter.acquire(key, limits, tokens)
+            decision = await self.limiter.acquire(key, limits, tokens, request_id=ctx.response_id)
         except LimiterUnavailable as exc:
             return self._unavailable(ctx, exc)
         finally:
@@ -112,7 +144,7 @@ class RateLimitPolicy:
         ctx.response_headers.update(headers)
         if decision.allowed:
             assert decision.reservation is not None
-            self._reservations[ctx.response_id] = (key, decision.reservation)
+            self._reservations[ctx.response_id] = (key, decision.reservation, prompt)
             self.metrics.decision(self.name, ALLOWED, tier=ctx.tier, key_id=ctx.key_id)
             return None
         reason = decision.reason or CONCURRENCY
@@ -123,21 +155,53 @@ class RateLimitPolicy:
         raise RateLimitError(_message(decision, tokens), headers=headers)
 
     def _unavailable(self, ctx: RequestContext, exc: LimiterUnavailable) -> None:
-        log.warning("request %s: rate limiter unavailable (%s)", ctx.request_id, exc)
+        """The store did not answer: admit unmetered (fail open) or refuse with a 503 (fail closed)."""
+        action = FAILED_OPEN if self.fail_open else FAILED_CLOSED
+        log.warning("request %s: rate limiter %s unavailable, %s (%s)", ctx.request_id, self.limiter.name, action, exc)
+        self.metrics.limiter_unavailable(self.limiter.name, "acquire", action)
+        self.metrics.decision(self.name, action, STORE_UNAVAILABLE, tier=ctx.tier, key_id=ctx.key_id)
         if self.fail_open:
-            self.metrics.decision(self.name, FAILED_OPEN, "store_unavailable", tier=ctx.tier, key_id=ctx.key_id)
             return None
-        self.metrics.decision(self.name, DENIED, "store_unavailable", tier=ctx.tier, key_id=ctx.key_id)
-        raise RateLimitError("Rate limits cannot be checked right now. Please retry shortly.", headers={"retry-after": "1"})
+        retry = {"retry-after": str(UNAVAILABLE_RETRY_AFTER_S)}
+        ctx.response_headers.update(retry)
+        raise LimiterUnavailableError(
+            f"rate limiter {self.limiter.name} unavailable: {exc}", headers=retry
+        ) from exc
 
     async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+        """Settle the reservation with the real usage (on abort: what was generated so far).
+
+        The release runs in its own task: a request that ends because its client went
+        away is being cancelled, and a cancelled await must not lose the release (the
+        slot would stay taken until ``lease_s``) nor cut the other policies' ``after``.
+        """
         held = self._reservations.pop(ctx.response_id, None)
         if held is None:
             return
-        key, reservation = held
+        key, reservation, prompt_estimate = held
+        if prompt_tokens == 0 and ctx.annotations.get("outcome") == "aborted":
+            prompt_tokens = prompt_estimate  # the client left before the first output: the prompt was sent
+        release = asyncio.ensure_future(
+            self._release(ctx, key, reservation, prompt_tokens + completion_tokens, refused_for_overload(ctx))
+        )
+        self._settling.add(release)
+        release.add_done_callback(self._settling.discard)
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            return  # the request was cancelled (client gone): any await here would be cut; no need to wait
         try:
-            await self.limiter.release(
-                key, reservation, prompt_tokens + completion_tokens, refund_request=refused_for_overload(ctx)
-            )
+            await asyncio.shield(release)
+        except asyncio.CancelledError:
+            # Cancelled while settling: this runs from the request's cleanup, so the release
+            # goes on in its own task and is not re-raised here, or the other policies'
+            # end-of-request work (admission's slot, ...) would be skipped.
+            log.debug("request %s: rate limit release continues in the background", ctx.request_id)
+
+    async def _release(
+        self, ctx: RequestContext, key: str, reservation: str, actual_tokens: int, refund_request: bool
+    ) -> None:
+        try:
+            await self.limiter.release(key, reservation, actual_tokens, refund_request=refund_request)
         except LimiterUnavailable as exc:  # the lease expires on its own
+            self.metrics.limiter_unavailable(self.limiter.name, "release", "lease_expires")
             log.warning("request %s: rate limiter release failed (%s)", ctx.request_id, exc)

@@ -1,4 +1,5 @@
-"""The shared limiter on real Ray: two callers in separate processes share one named actor."""
+"""The shared limiter on real Ray: two callers in separate processes share one named actor;
+a timed-out acquire leaves nothing reserved; a restarted actor answers and the policy copes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,14 @@ import uuid
 
 import pytest
 
+from serving.engine.protocol import GenerateRequest, ModelInfo, SamplingOptions
+from serving.gateway.hooks import RequestContext
 from serving.gateway.limits.buckets import Limits
+from serving.gateway.limits.policy import LimiterUnavailableError, LimitResolver, RateLimitPolicy
 from serving.gateway.limits.ray_store import RayLimiter
 from serving.gateway.limits.store import LimiterUnavailable
+from serving.gateway.metrics import GatewayMetrics
+from serving.gateway.settings import LimitsSettings, TierLimits
 
 NAMESPACE = "gateway-tests"
 
@@ -81,3 +87,86 @@ async def test_killed_actor_is_unavailable_then_recreated(actor_name):
             await asyncio.sleep(0.1)
     # The next call looks the name up again and gets a fresh actor (counters start afresh).
     assert (await limiter.acquire("k", Limits(rpm=1), 1)).allowed
+
+
+async def _eventually(check, timeout_s: float = 20.0):
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = await check()
+        if value or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.1)
+
+
+async def test_timed_out_acquire_leaves_nothing_reserved(actor_name):
+    steady = RayLimiter(actor_name, namespace=NAMESPACE, timeout_s=10)
+    limits = Limits(rpm=100, max_concurrent=1)
+    assert (await steady.acquire("warm", limits, 0)).allowed  # the actor exists and answers
+    hasty = RayLimiter(actor_name, namespace=NAMESPACE, timeout_s=0.0005)  # never waits for the answer
+    with pytest.raises(LimiterUnavailable):
+        await hasty.acquire("k", limits, 0, request_id="chatcmpl-timeout")
+    # The acquire still reached the actor; the release sent after the timeout took it back.
+    assert await _eventually(lambda: _in_flight_is(steady, "k", 0))
+    again = await steady.acquire("k", limits, 0, request_id="chatcmpl-next")
+    assert again.allowed and again.in_flight == 1  # the concurrency slot was not held for lease_s
+
+
+async def _in_flight_is(limiter: RayLimiter, key: str, count: int) -> bool:
+    try:
+        return await limiter.in_flight(key) == count
+    except LimiterUnavailable:  # restarting
+        return False
+
+
+def _ctx(i: int) -> RequestContext:
+    generate = GenerateRequest(
+        request_id=f"chatcmpl-restart-{i}", sampling=SamplingOptions(max_tokens=10), prompt="hello"
+    )
+    return RequestContext(
+        request_id="client", response_id=generate.request_id, route="/v1/completions", model="m",
+        headers={}, body=None, generate=generate, key_id="k", tier="free",
+    )
+
+
+async def test_restarted_actor_answers_and_the_policy_does_not_crash(actor_name):
+    import ray
+
+    limiter = RayLimiter(actor_name, namespace=NAMESPACE, timeout_s=2)
+    settings = LimitsSettings(tiers={"default": TierLimits(), "free": TierLimits(rpm=1000, max_concurrent=50)})
+    metrics = GatewayMetrics("m")
+    policy = RateLimitPolicy(
+        limiter, LimitResolver(settings), default_output_tokens=16, fail_open=settings.fail_open,
+        metrics=metrics, model=ModelInfo(id="m", max_model_len=512, created=0),
+    )
+    held = _ctx(0)
+    await policy.before(held)
+    assert (await limiter.acquire("marker", Limits(max_concurrent=1), 0, request_id="marker")).allowed
+    ray.kill(limiter.actor(), no_restart=False)  # Ray restarts it (max_restarts=-1); counters start afresh
+
+    # Until the restarted actor answers (the marker is gone: a fresh actor), every request
+    # gets an answer from the policy: admitted, or a clear 503 — nothing else.
+    admitted, refused = [], 0
+    for i in range(1, 300):
+        ctx = _ctx(i)
+        try:
+            await policy.before(ctx)
+            admitted.append(ctx)
+        except LimiterUnavailableError:
+            refused += 1
+        if await _in_flight_is(limiter, "marker", 0):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the limiter actor did not come back")
+    assert ray.get_actor(actor_name, namespace=NAMESPACE) is not None  # the same name, restarted
+    # Settling reservations the old actor held (and any admitted meanwhile) does not crash.
+    for ctx in (held, *admitted):
+        await policy.after(ctx, 3, 4)
+    assert await _eventually(lambda: _in_flight_is(limiter, "k", 0))  # timed-out attempts were released
+    fresh = _ctx(1000)
+    await policy.before(fresh)
+    assert await limiter.in_flight("k") == 1
+    await policy.after(fresh, 3, 4)
+    assert await limiter.in_flight("k") == 0
+    assert metrics.count("rate_limit", "failed_open") == 0  # fail closed while it restarted
+    assert metrics.count("rate_limit", "failed_closed") == refused

@@ -1,8 +1,11 @@
 """The error tree and the one OpenAI error body builder."""
 
+import json
+
 from serving.errors import (
     ContextLengthExceededError,
     EngineError,
+    InvalidRequestError,
     OverloadedError,
     RateLimitError,
     ServiceUnavailableError,
@@ -38,3 +41,10 @@ def test_load_errors_are_429_not_503() -> None:
     assert OverloadedError("full").status_code == 429
     assert issubclass(OverloadedError, RateLimitError)
     assert OverloadedError("full", headers={"Retry-After": "1"}).headers == {"Retry-After": "1"}
+
+
+def test_client_text_with_lone_surrogates_cannot_break_the_error_body() -> None:
+    body = error_body_for(InvalidRequestError("No model `a\ud800b` here.", param="tags.\udfff"))
+    json.dumps(body, ensure_ascii=False).encode("utf-8")  # what the JSON response does: must not raise
+    assert body["error"]["message"] == "No model `a\ufffdb` here." and body["error"]["param"] == "tags.\ufffd"
+    assert error_body("fine 😀 text", error_type="t")["error"]["message"] == "fine 😀 text"

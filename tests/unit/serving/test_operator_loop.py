@@ -68,6 +68,18 @@ def test_deployments_follow_settings() -> None:
     assert OperatorHandles.from_kwargs({EMBEDDINGS_ARG: "h"}).embeddings == "h"
 
 
+def test_operator_deployments_get_the_log_redaction_switch() -> None:
+    settings = load_settings(
+        {"embeddings": {"enabled": True}, "privacy": {"redact_logs": False}, "moderation": {"classifier": {"enabled": True}}}
+    )
+    apps = operator_deployments(settings)
+    assert apps[EMBEDDINGS_ARG]._bound_deployment.init_args[1]["redact_logs"] is False
+    replica = apps[CLASSIFIER_ARG]._bound_deployment.func_or_class
+    assert replica.__init__.__closure__ and any(
+        getattr(cell.cell_contents, "redact_logs", None) is False for cell in replica.__init__.__closure__
+    )
+
+
 def test_engine_without_token_counting_skips_the_context_policy(tmp_path: Path) -> None:
     class NoCounting:
         info = FakeEngine().info

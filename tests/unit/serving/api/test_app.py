@@ -14,6 +14,7 @@ from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import ChoiceDelta, GenerateOutput
 from serving.errors import RateLimitError
 from serving.gateway.hooks import RequestContext
+from serving.model.generation_defaults import sampling_defaults
 
 MODEL = "fake-model"
 
@@ -168,3 +169,57 @@ async def test_request_id_generated_or_echoed() -> None:
         hostile = await client.get("/v1/models", headers={"x-request-id": "bad id <script>"})
     assert given.headers["x-request-id"] == "abc-1"
     assert hostile.headers["x-request-id"].startswith("req-")
+
+
+# -- generation defaults: the folder's generation_config.json, settings, the client ---------
+
+LONG_REPLY = tuple(f" w{i}" for i in range(600))
+
+
+def engine_for_folder(tmp_path, generation: dict | None = None, **config) -> FakeEngine:
+    """A fake engine serving a folder whose generation_config.json sets temperature 0.3, top_p 0.8."""
+    (tmp_path / "generation_config.json").write_text(json.dumps({"eos_token_id": 2, "temperature": 0.3, "top_p": 0.8}))
+    overrides = Settings(model={"generation": generation or {}}).model.generation
+    return FakeEngine(FakeEngineConfig(sampling_defaults=sampling_defaults(tmp_path, overrides), **config))
+
+
+async def test_omitted_sampling_reaches_the_engine_with_the_folders_defaults(tmp_path) -> None:
+    engine = engine_for_folder(tmp_path)
+    async with client_for(build_openai_app(Settings(), engine)) as client:
+        chat = await client.post("/v1/chat/completions", json=chat_body())
+        completion = await client.post("/v1/completions", json={"model": MODEL, "prompt": "a b"})
+    assert chat.status_code == completion.status_code == 200
+    for request in engine.requests:
+        assert (request.sampling.temperature, request.sampling.top_p) == (0.3, 0.8)
+
+
+async def test_settings_override_the_folder_and_the_client_overrides_both(tmp_path) -> None:
+    engine = engine_for_folder(tmp_path, generation={"temperature": 0.6})
+    async with client_for(build_openai_app(Settings(), engine)) as client:
+        await client.post("/v1/chat/completions", json=chat_body())
+        await client.post("/v1/chat/completions", json=chat_body(temperature=0, top_p=1))
+    assert [(r.sampling.temperature, r.sampling.top_p) for r in engine.requests] == [(0.6, 0.8), (0.0, 1.0)]
+
+
+async def test_chat_without_max_tokens_is_capped_completions_keep_16(tmp_path) -> None:
+    engine = engine_for_folder(tmp_path, reply=LONG_REPLY, max_model_len=2048)
+    async with client_for(build_openai_app(Settings(), engine)) as client:
+        capped = await client.post("/v1/chat/completions", json=chat_body())
+        asked = await client.post("/v1/chat/completions", json=chat_body(max_completion_tokens=520))
+        completion = await client.post("/v1/completions", json={"model": MODEL, "prompt": "a b"})
+    assert capped.json()["usage"]["completion_tokens"] == 512
+    assert capped.json()["choices"][0]["finish_reason"] == "length"
+    assert asked.json()["usage"]["completion_tokens"] == 520
+    assert completion.json()["usage"]["completion_tokens"] == 16
+
+
+async def test_the_cap_never_makes_a_long_prompt_a_400_but_an_explicit_max_tokens_does(tmp_path) -> None:
+    engine = engine_for_folder(tmp_path, reply=LONG_REPLY, max_model_len=128)  # the 512 cap exceeds it
+    long_prompt = [{"role": "user", "content": " ".join(["word"] * 100)}]  # 103 tokens: 25 left
+    async with client_for(build_openai_app(Settings(), engine)) as client:
+        defaulted = await client.post("/v1/chat/completions", json=chat_body(messages=long_prompt))
+        explicit = await client.post("/v1/chat/completions", json=chat_body(messages=long_prompt, max_tokens=50))
+    assert defaulted.status_code == 200
+    assert defaulted.json()["usage"]["completion_tokens"] == 25
+    assert explicit.status_code == 400
+    assert explicit.json()["error"]["code"] == "context_length_exceeded"

@@ -59,6 +59,24 @@ def test_serve_config_passes_rays_own_schema() -> None:
     ServeDeploySchema.model_validate(yaml.safe_load(SERVE_CONFIG.read_text()))
 
 
+def test_serve_config_bounds_the_queue_and_the_proxy_deadline() -> None:
+    """Serve's queue is bounded (above admission capacity: 429 before Serve's 503) and its
+    proxy deadline outlasts the app's (the client gets the app's OpenAI 504, not a cut)."""
+    import yaml
+
+    config = yaml.safe_load(SERVE_CONFIG.read_text())
+    settings = load_settings(path=SERVE_CONFIG)
+    capacity = settings.model.engine.max_num_seqs + settings.gateway.admission.max_waiting
+    queued = settings.model.deployment.max_queued_requests
+    assert queued > 0, "max_queued_requests must be bounded (-1: a flood piles up in the proxy)"
+    assert queued >= capacity and settings.model.deployment.max_ongoing_requests > capacity
+    proxy_s = config["http_options"]["request_timeout_s"]
+    assert proxy_s >= settings.proxy_request_timeout_s()
+    assert settings.proxy_request_timeout_s() >= (
+        settings.http.request_timeout_s + settings.gateway.hygiene.body_read_timeout_s
+    )
+
+
 def test_autoscaling_bounds_checked_and_accepted_by_ray() -> None:
     from ray.serve.config import AutoscalingConfig
 
@@ -72,3 +90,33 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.http.port = 1  # type: ignore[misc]
+
+
+def test_generation_defaults_leave_the_folder_alone_and_cap_chat_at_512() -> None:
+    generation = Settings().model.generation
+    assert (generation.temperature, generation.top_p, generation.max_tokens) == (None, None, None)
+    assert generation.default_max_tokens == 512
+
+
+@pytest.mark.parametrize(
+    "values,key",
+    [
+        ({"temperature": 2.5}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"default_max_tokens": 0}, "default_max_tokens"),
+        ({"temprature": 0.5}, "temprature"),
+    ],
+)
+def test_generation_defaults_are_range_checked_and_strict(values: dict, key: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        load_settings({"model": {"generation": values}})
+    assert info.value.errors()[0]["loc"] == ("model", "generation", key)
+
+
+def test_generation_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SERVING_MODEL__GENERATION__TEMPERATURE", "0")
+    monkeypatch.setenv("SERVING_MODEL__GENERATION__DEFAULT_MAX_TOKENS", "128")
+    generation = load_settings({}).model.generation
+    assert (generation.temperature, generation.default_max_tokens) == (0.0, 128)

@@ -150,3 +150,12 @@ async def test_a_record_buffered_by_another_replica_is_awaited(client, db_url) -
         flusher.cancel()
     finally:
         other.close()
+
+
+async def test_a_lone_surrogate_in_the_comment_is_400_naming_it(client) -> None:
+    response_id = await chat(client)
+    raw = '{"response_id": "%s", "thumbs": "up", "comment": "nice \\ud800"}' % response_id
+    r = await client.post("/v1/feedback", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == "comment" and error["type"] == "invalid_request_error" and "surrogate" in error["message"]

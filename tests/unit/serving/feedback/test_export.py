@@ -92,3 +92,26 @@ def test_runs_as_a_module(filled: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith("feedback_id,response_id")
+
+
+FORMULAS = ('=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1")
+
+
+@pytest.fixture
+def formulas(db_url: str) -> str:
+    store = FeedbackStore(db_url, flush_interval_s=0.02).start()
+    for i, comment in enumerate(FORMULAS):
+        store.record_response(record(f"chatcmpl-{i}", model="-m" if i == 0 else "m"))
+        store.add_feedback(feedback(f"chatcmpl-{i}", comment=comment))
+    store.close()
+    return db_url
+
+
+def test_csv_neutralises_spreadsheet_formulas_jsonl_stays_raw(formulas: str, capsys) -> None:
+    _, out, _ = run(["--database-url", formulas, "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["comment"] for r in rows] == ["'" + c for c in FORMULAS]
+    assert rows[0]["comment"] == "'=HYPERLINK(\"http://x\",\"y\")" and rows[0]["model"] == "'-m"
+    assert rows[0]["score"] == "" and float(rows[0]["latency_s"]) == 0.25  # numbers are left alone
+    _, out, _ = run(["--database-url", formulas], capsys)
+    assert [json.loads(line)["comment"] for line in out.splitlines()] == list(FORMULAS)

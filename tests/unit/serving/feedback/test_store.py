@@ -185,3 +185,13 @@ def test_sqlite_runs_in_wal_mode(store: FeedbackStore) -> None:
     with store.engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
         assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() >= 10_000
+
+
+def test_database_errors_never_carry_bound_parameters(store: FeedbackStore) -> None:
+    """A failing statement's error (which the writer logs) does not quote the values (feedback comments)."""
+    from sqlalchemy.exc import DBAPIError
+
+    with pytest.raises(DBAPIError) as caught:
+        with store.engine.connect() as conn:
+            conn.execute(text("INSERT INTO no_such_table VALUES (:comment)"), {"comment": "call alice@example.com"})
+    assert "alice@example.com" not in str(caught.value)

@@ -11,6 +11,7 @@ from safetensors import safe_open
 from serving.config.settings import DEFAULT_MODEL_ID, ModelSettings
 from serving.model import prepare, source
 from serving.model.folder import MARKER_NAME, ModelFolderError, read_marker
+from serving.model.generation_defaults import read_generation_defaults
 
 from .conftest import make_fake_model_folder
 
@@ -76,6 +77,9 @@ def test_chat_template_renders_chatml_and_stops_at_im_end(prepared_dir: Path) ->
     assert generation["eos_token_id"] == tokenizer.eos_token_id == im_end
     assert generation["pad_token_id"] == tokenizer.pad_token_id
     assert generation["bos_token_id"] == tokenizer.bos_token_id
+    # The model card's sampling, which requests that leave it out get.
+    assert (generation["temperature"], generation["top_p"], generation["do_sample"]) == (0.2, 0.9, True)
+    assert read_generation_defaults(prepared_dir) == {"temperature": 0.2, "top_p": 0.9}
     assert len(tokenizer) == json.loads((prepared_dir / "config.json").read_text())["vocab_size"]
     tokenizer_config = json.loads((prepared_dir / "tokenizer_config.json").read_text())
     assert tokenizer_config["chat_template"] == tokenizer.chat_template  # the one copy

@@ -9,6 +9,7 @@ import pytest
 
 from serving.model import tiny
 from serving.model.folder import MARKER_NAME, read_marker
+from serving.model.generation_defaults import read_generation_defaults
 
 
 def test_config_agrees_with_the_tokenizer(tiny_dir: Path) -> None:
@@ -47,7 +48,15 @@ def test_tokenizer_is_the_default_models(tiny_dir: Path, prepared_dir: Path) -> 
         if name == "tokenizer_config.json":  # only the context window differs
             assert tiny_file.pop("model_max_length") == 2048
             default_file.pop("model_max_length")
+        if name == "generation_config.json":  # only the default model has sampling defaults
+            for key in ("do_sample", "temperature", "top_p"):
+                default_file.pop(key)
         assert tiny_file == default_file, name
+
+
+def test_tiny_model_keeps_openai_sampling_defaults(tiny_dir: Path) -> None:
+    """Integration tests assume temperature/top_p 1.0 when a request leaves them out."""
+    assert read_generation_defaults(tiny_dir) == {}
 
 
 def test_weights_are_reproducible_from_config_and_seed(tiny_dir: Path) -> None:

@@ -7,6 +7,9 @@ import json
 import openai
 import pytest
 
+from tests.unit.serving.moderation.test_input_policy import LoopTicker
+from tests.unit.serving.privacy.test_pii import dense_pii
+
 REPLY = ("Sure", ",", " the", " forbidden", " phrase", " is", " here", ".")
 
 
@@ -45,6 +48,45 @@ async def test_whole_response_is_cut_too(make_client) -> None:
     r = await client.post("/v1/chat/completions", json=body)
     choice = r.json()["choices"][0]
     assert choice["finish_reason"] == "content_filter" and "forbidden" not in choice["message"]["content"]
+
+
+def _logprob_tokens(entries: list[dict]) -> list[str]:
+    """Every token string of chat ``logprobs.content`` entries, sampled and top alternatives."""
+    return [t for e in entries for t in (e["token"], *(top["token"] for top in e["top_logprobs"]))]
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+async def test_no_logprob_of_blocked_text_reaches_the_client(make_client, stream: bool) -> None:
+    client, _, _ = make_client({"moderation": {"holdback_chars": 24}}, reply=REPLY)
+    body = {
+        "model": "fake-model", "stream": stream, "logprobs": True, "top_logprobs": 1,
+        "messages": [{"role": "user", "content": "go"}],
+    }
+    r = await client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200
+    if stream:
+        chunks = [c for c in sse_chunks(r.text) if c["choices"]]
+        content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        entries = [e for c in chunks for e in ((c["choices"][0].get("logprobs") or {}).get("content") or ())]
+        assert chunks[-1]["choices"][0]["finish_reason"] == "content_filter"
+    else:
+        choice = r.json()["choices"][0]
+        content, entries = choice["message"]["content"], choice["logprobs"]["content"]
+        assert choice["finish_reason"] == "content_filter"
+    assert content == "Sure, the "
+    tokens = _logprob_tokens(entries)
+    assert " forbidden" not in tokens and " phrase" not in tokens
+    assert [e["token"] for e in entries] == ["Sure", ",", " the"]  # the released text keeps its logprobs
+
+
+async def test_no_logprob_of_blocked_text_reaches_a_completions_stream(make_client) -> None:
+    client, _, _ = make_client({"moderation": {"holdback_chars": 24}}, reply=REPLY)
+    body = {"model": "fake-model", "stream": True, "logprobs": 1, "prompt": "go", "max_tokens": 20}
+    r = await client.post("/v1/completions", json=body)
+    chunks = [c for c in sse_chunks(r.text) if c["choices"]]
+    tokens = [t for c in chunks for t in ((c["choices"][0].get("logprobs") or {}).get("tokens") or ())]
+    assert "".join(c["choices"][0]["text"] for c in chunks) == "Sure, the "
+    assert tokens == ["Sure", ",", " the"]
 
 
 async def test_moderations_with_the_official_client(make_client) -> None:
@@ -100,3 +142,47 @@ async def test_moderation_off_means_no_hooks_and_no_route(make_client) -> None:
     assert r.status_code == 404
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "forbidden phrase"}]}
     assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+
+
+async def test_many_pii_dense_inputs_do_not_block_the_event_loop(make_client) -> None:
+    client, _, _ = make_client()
+    inputs = [dense_pii(80) for _ in range(64)]  # 64 x ~3.8 KB, ~160 matches each
+    async with LoopTicker() as ticker:
+        r = await client.post("/v1/moderations", json={"input": inputs})
+    assert r.status_code == 200, r.text
+    assert all(result["categories"]["pii/email"] for result in r.json()["results"])
+    assert ticker.longest_gap_s < 0.1, f"the event loop was blocked for {ticker.longest_gap_s:.3f}s"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"input": ["a" * 45, "b" * 45, "c" * 45]}, "input"),  # 135 chars in all: over max_request_chars
+        ({"input": "c" * 51}, "input"),  # one text over max_text_chars
+        ({"input": ["ok", "d" * 51]}, "input.1"),
+        ({"input": [{"type": "text", "text": "ok"}, {"type": "text", "text": "e" * 51}]}, "input.1.text"),
+    ],
+)
+async def test_moderations_over_the_limits_are_400_not_unscanned(make_client, body, param) -> None:
+    client, _, _ = make_client({"moderation": {"max_text_chars": 50, "max_request_chars": 100}})
+    r = await client.post("/v1/moderations", json=body)
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["code"] == "input_too_long"
+    assert (await client.post("/v1/moderations", json={"input": ["a" * 50, "b" * 50]})).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        ('{"input": "\\ud800"}', "input"),
+        ('{"input": ["fine", "bad \\udfff"]}', "input.1"),
+        ('{"input": [{"type": "text", "text": "\\ud800"}]}', "input.0.text"),
+    ],
+)
+async def test_moderations_lone_surrogate_is_400_naming_the_input(make_client, raw, param) -> None:
+    client, _, _ = make_client()
+    r = await client.post("/v1/moderations", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"

@@ -46,3 +46,55 @@ async def test_policy_with_local_classifier_blocks_semantic_matches(scorer: Simi
         "violence",
     )
     assert (await policy.check("How do I hurt the feelings of nobody? Be kind.")).blocked is False
+
+
+class StubClassifier:
+    """A pluggable classifier class with a plain constructor."""
+
+    def __init__(self, settings: dict) -> None:
+        self.settings = settings
+
+    async def classify(self, text: str) -> dict[str, float]:
+        return {}
+
+
+class AsyncStubClassifier(StubClassifier):
+    """A pluggable classifier class with an async constructor (Serve allows both)."""
+
+    async def __init__(self, settings: dict) -> None:
+        self.settings = settings
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "serving.moderation.classifier:EmbeddingSimilarityClassifier",
+        "tests.unit.serving.moderation.test_classifier:StubClassifier",
+        "tests.unit.serving.moderation.test_classifier:AsyncStubClassifier",
+    ],
+)
+def test_every_classifier_replica_installs_redaction_first(monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    import asyncio
+
+    import serving.moderation.classifier as classifier
+    from serving.privacy.settings import PrivacySettings
+
+    seen: list = []
+    monkeypatch.setattr(classifier, "install_redaction", seen.append, raising=False)
+    privacy = PrivacySettings()
+    app = classifier.classifier_app(ClassifierSettings(deployment_class=path), privacy)
+    deployment = app._bound_deployment
+    assert deployment.name == classifier.DEPLOYMENT_NAME
+    cls = deployment.func_or_class
+    if "Stub" not in path:  # the real one would load MiniLM: stop right after the install
+        monkeypatch.setattr("serving.embeddings.model.MiniLMEmbedder", lambda: (_ for _ in ()).throw(RuntimeError("stop")))
+    instance = object.__new__(cls)
+    try:
+        result = instance.__init__(*deployment.init_args, **deployment.init_kwargs)
+        if asyncio.iscoroutine(result):
+            asyncio.run(result)
+    except RuntimeError as exc:
+        assert str(exc) == "stop"
+    else:
+        assert instance.settings == ClassifierSettings(deployment_class=path).model_dump(mode="json")
+    assert seen == [privacy]

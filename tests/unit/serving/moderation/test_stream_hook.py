@@ -7,7 +7,7 @@ from typing import AsyncIterator
 import pytest
 
 from serving.engine.fake import FakeEngine, FakeEngineConfig
-from serving.engine.protocol import ChoiceDelta, GenerateOutput, GenerateRequest, SamplingOptions
+from serving.engine.protocol import ChoiceDelta, GenerateOutput, GenerateRequest, SamplingOptions, TokenLogprob
 from serving.gateway.hooks import RequestContext
 from serving.moderation.metrics import ModerationMetrics
 from serving.moderation.policy import ModerationPolicy
@@ -176,3 +176,69 @@ async def test_engine_error_propagates_and_the_verdict_is_still_counted() -> Non
     with pytest.raises(Exception, match="fake engine failure"):
         await run(hook, engine.generate(request))
     assert hook.policy.metrics.count("check", "output", "passed") == 1
+
+
+# -- logprobs travel with their text -----------------------------------------------
+
+
+async def with_logprobs(steps: list[list[tuple[int, str, str | None, tuple[str, ...]]]]) -> AsyncIterator[GenerateOutput]:
+    """A scripted stream whose deltas carry one logprob per token string given."""
+    for step in steps:
+        yield GenerateOutput(
+            prompt_tokens=3,
+            choices=[
+                ChoiceDelta(i, t, len(toks), f, logprobs=[TokenLogprob(tok, -0.5) for tok in toks])
+                for i, t, f, toks in step
+            ],
+        )
+
+
+def released_logprobs(outputs: list[GenerateOutput], index: int = 0) -> list[str]:
+    return [lp.token for o in outputs for c in o.choices if c.index == index for lp in c.logprobs or ()]
+
+
+async def test_logprobs_of_held_back_text_are_held_back_with_it() -> None:
+    steps = [
+        [(0, "All good", None, ("All", " good"))],
+        [(0, " here", None, (" here",))],
+        [(0, " now.", "stop", (" now", "."))],
+    ]
+    outputs = await run(make_hook(holdback_chars=8), with_logprobs(steps))
+    text, tokens = "", ""
+    for out in outputs:
+        for choice in out.choices:
+            text += choice.text
+            tokens += "".join(lp.token for lp in choice.logprobs or ())
+            assert text.startswith(tokens), (text, tokens)  # never a logprob ahead of its text
+    assert released_logprobs(outputs) == ["All", " good", " here", " now", "."]
+    assert texts(outputs)[0] == ""  # the first chunk was held back, and its logprobs with it
+
+
+async def test_logprobs_of_blocked_text_are_dropped_with_it() -> None:
+    steps = [
+        [(0, "x forbi", None, ("x", " forbi"))],
+        [(0, "dden phr", None, ("dden", " phr"))],
+        [(0, "ase y", "stop", ("ase", " y"))],
+    ]
+    outputs = await run(make_hook(holdback_chars=20), with_logprobs(steps))
+    assert "".join(texts(outputs)) == "x " and finishes(outputs) == ["content_filter"]
+    assert released_logprobs(outputs) == ["x"]  # " forbi" (and later tokens) hold blocked text: dropped
+
+
+async def test_logprobs_of_text_released_before_the_cut_still_reach_the_client() -> None:
+    steps = [
+        [(0, "The answer", None, ("The", " answer"))],
+        [(0, " is forbidden", None, (" is", " forbidden"))],
+        [(0, " phrase", None, (" phrase",))],
+    ]
+    outputs = await run(make_hook(holdback_chars=0), with_logprobs(steps))
+    assert released_logprobs(outputs) == ["The", " answer", " is", " forbidden"]  # holdback 0: released at once
+    steps = [[(0, "Theanswer", None, ("The", "answer"))], [(0, " forbidden phrase", None, (" forbidden", " phrase"))]]
+    outputs = await run(make_hook(holdback_chars=20), with_logprobs(steps))
+    assert "".join(texts(outputs)) == "Theanswer " and released_logprobs(outputs) == ["The", "answer"]
+
+
+async def test_logprobs_whose_tokens_do_not_spell_the_text_go_with_the_whole_delta() -> None:
+    steps = [[(0, "ok fine", None, ("<0xE2>", "ok fine!"))], [(0, " forbidden phrase", "stop", (" forbidden phrase",))]]
+    outputs = await run(make_hook(holdback_chars=4), with_logprobs(steps))
+    assert "".join(texts(outputs)) == "ok fine " and released_logprobs(outputs) == ["<0xE2>", "ok fine!"]

@@ -107,3 +107,35 @@ def test_configure_logging_installs_one_handler_in_the_chosen_format(capsys: pyt
     assert isinstance(handler.formatter, KeyValueFormatter)
     root.removeHandler(handler)
     root.propagate = True
+
+
+def _redacting_json_logger(name: str) -> tuple[logging.Logger, io.StringIO]:
+    from serving.privacy.log_filter import RedactingFilter
+
+    buffer = io.StringIO()
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger(name)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger, buffer
+
+
+def test_json_exception_text_is_the_redacted_one() -> None:
+    logger, buffer = _redacting_json_logger("test.observability.redacted.exc")
+    try:
+        raise ValueError("comment from alice@example.com with card 4111 1111 1111 1111")
+    except ValueError:
+        logger.exception("write failed")
+    record = json.loads(buffer.getvalue())
+    assert "alice@example.com" not in record["exc"] and "4111 1111 1111 1111" not in record["exc"]
+    assert "[REDACTED:EMAIL]" in record["exc"] and "ValueError" in record["exc"]
+
+
+def test_json_structured_fields_are_redacted() -> None:
+    logger, buffer = _redacting_json_logger("test.observability.redacted.fields")
+    logger.info("event", extra={"serving_fields": {"detail": "from bob@example.com", "count": 3}})
+    record = json.loads(buffer.getvalue())
+    assert record["detail"] == "from [REDACTED:EMAIL]" and record["count"] == 3

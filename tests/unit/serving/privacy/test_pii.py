@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
+from serving.privacy import pii
 from serving.privacy.pii import find_pii, redact
 
 
@@ -67,3 +70,50 @@ def test_a_card_is_not_also_reported_as_a_phone() -> None:
 def test_a_phone_number_followed_by_other_numbers_is_still_found() -> None:
     text = "call +1 415 555 0199 4242 4242 4242 4242 now"
     assert redact(text) == "call [REDACTED:PHONE] [REDACTED:CARD] now"
+
+
+# -- cost: one pass per detector, whatever the number of matches -------------------------
+
+DENSE_UNIT = "mail user{i}@example.org or call 415 555 {i:04d}. "
+DENSE_REDACTED = "mail [REDACTED:EMAIL] or call [REDACTED:PHONE]. "
+
+
+def dense_pii(units: int) -> str:
+    """Text with two PII matches (an e-mail address and a phone number) every ~50 characters."""
+    return "".join(DENSE_UNIT.format(i=i) for i in range(units))
+
+
+def lines_run_in_pii_module(fn, *args) -> int:
+    """How many Python lines of serving/privacy/pii.py run during ``fn(*args)`` (an operation count).
+
+    Deterministic, unlike a timing: it counts work, not seconds, so it holds on a loaded machine.
+    """
+    target = pii.__file__
+    count = 0
+
+    def local(frame, event, arg):
+        nonlocal count
+        if event == "line":
+            count += 1
+        return local
+
+    def calls(frame, event, arg):
+        return local if frame.f_code.co_filename == target else None
+
+    previous = sys.gettrace()
+    sys.settrace(calls)
+    try:
+        fn(*args)
+    finally:
+        sys.settrace(previous)
+    return count
+
+
+def test_redaction_work_grows_linearly_with_the_number_of_matches() -> None:
+    small, large = dense_pii(150), dense_pii(600)
+    assert redact(small) == DENSE_REDACTED * 150
+    assert redact(large) == DENSE_REDACTED * 600
+    ops_small = lines_run_in_pii_module(redact, small)
+    ops_large = lines_run_in_pii_module(redact, large)
+    # Linear: 4x the input costs ~4x. Comparing each match with every earlier one made it ~14x.
+    assert ops_small > 0 and ops_large < 6 * ops_small, (ops_small, ops_large)

@@ -71,3 +71,22 @@ async def test_anonymous_policy_uses_default_tier(ctx_factory):
     ctx = ctx_factory()
     await AnonymousPolicy(default_tier="default").before(ctx)
     assert (ctx.key_id, ctx.tier) == ("anonymous", "default")
+
+
+async def test_key_headers_are_dropped_from_the_context(policy, ctx_factory):
+    ctx = ctx_factory(headers={"Authorization": f"Bearer {SECRET}", "x-api-key": SECRET, "x-request-id": "r1"})
+    await policy.before(ctx)
+    assert ctx.headers == {"x-request-id": "r1"}
+
+
+async def test_key_accepted_by_the_middleware_is_rechecked_by_id(tmp_path, metrics, ctx_factory):
+    path = tmp_path / "keys.yaml"
+    path.write_text(f"keys: [{{key: {SECRET}, id: live, tier: pro}}, {{key: sk-test-revoked-key, id: gone, disabled: true}}]")
+    policy = AuthPolicy(KeyStore(path), default_tier="free", metrics=metrics)
+    ctx = ctx_factory(key_id="live")  # what the request path builds behind APIKeyMiddleware: no key headers
+    await policy.before(ctx)
+    assert (ctx.key_id, ctx.tier) == ("live", "pro")
+    for stale in ("gone", "never-existed"):
+        with pytest.raises(AuthenticationError):
+            await policy.before(ctx_factory(key_id=stale))
+    assert metrics.count("auth", "denied", "invalid") == 2

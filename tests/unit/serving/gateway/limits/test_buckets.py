@@ -140,3 +140,28 @@ def test_idle_full_keys_are_swept(clock):
     assert len(core) == 4
     core.acquire("k-last", Limits(rpm=60), 0, LEASE)  # 5th call sweeps first
     assert len(core) == 2  # "held" still has a live lease, "k-last" is in use
+
+
+def test_acquire_is_idempotent_per_request_id(core):
+    """A retried acquire (client timeout, Ray task retry) must not reserve twice."""
+    limits = Limits(rpm=10, tpm=1000, max_concurrent=2)
+    first = core.acquire("k", limits, 300, LEASE, request_id="chatcmpl-1")
+    again = core.acquire("k", limits, 300, LEASE, request_id="chatcmpl-1")
+    assert first.allowed and again.allowed
+    assert first.reservation == again.reservation == "chatcmpl-1"
+    assert again.requests.remaining == 9 and again.tokens.remaining == 700
+    assert core.in_flight("k") == 1
+    core.release("k", "chatcmpl-1", 100)
+    assert core.in_flight("k") == 0
+    assert core.acquire("k", limits, 0, LEASE).tokens.remaining == 900
+
+
+def test_release_that_overtakes_its_acquire_cancels_it(core):
+    """A timed-out caller releases by request id; if that lands first, the late acquire reserves nothing."""
+    limits = Limits(rpm=10, tpm=1000, max_concurrent=1)
+    core.release("k", "chatcmpl-2", 0, refund_request=True)
+    late = core.acquire("k", limits, 300, LEASE, request_id="chatcmpl-2")
+    assert not late.allowed and late.reservation is None
+    assert core.in_flight("k") == 0
+    fresh = core.acquire("k", limits, 300, LEASE, request_id="chatcmpl-3")
+    assert fresh.allowed and fresh.requests.remaining == 9 and fresh.tokens.remaining == 700

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from serving.errors import RateLimitError, error_body_for
+from serving.engine.protocol import ModelInfo, SamplingDefaults
+from serving.errors import RateLimitError, ServiceUnavailableError, error_body_for
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.limits.buckets import LimiterCore
 from serving.gateway.limits.policy import ANNOTATION, LimitResolver, RateLimitPolicy
@@ -30,9 +33,19 @@ def limiter(clock):
     return LocalLimiter(core=LimiterCore(clock=clock))
 
 
-def policy_for(limits: LimitsSettings, limiter, metrics, store=None, fail_open=True) -> RateLimitPolicy:
+MODEL = ModelInfo(id="fake-model", max_model_len=4096, created=0)
+
+
+def policy_for(
+    limits: LimitsSettings, limiter, metrics, store=None, fail_open=None, model: ModelInfo | None = MODEL
+) -> RateLimitPolicy:
     return RateLimitPolicy(
-        limiter, LimitResolver(limits, store), default_output_tokens=100, fail_open=fail_open, metrics=metrics
+        limiter,
+        LimitResolver(limits, store),
+        default_output_tokens=100,
+        fail_open=limits.fail_open if fail_open is None else fail_open,
+        metrics=metrics,
+        model=model,
     )
 
 
@@ -73,11 +86,56 @@ async def test_tokens_reserved_from_prompt_and_max_tokens_then_real_usage(limite
     assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 50 - 614)
 
 
-async def test_missing_max_tokens_reserves_default(limiter, metrics, ctx_factory):
-    policy = policy_for(settings(free=TierLimits(tpm=1000)), limiter, metrics)
-    ctx = ctx_factory(key_id="k", tier="free", prompt="a" * 8, max_tokens=None)
+def _without_max_tokens(ctx, default_max_tokens):
+    """``ctx`` as the chat route builds it when the client sent no max_tokens."""
+    sampling = dataclasses.replace(ctx.generate.sampling, max_tokens=None, default_max_tokens=default_max_tokens)
+    ctx.generate = dataclasses.replace(ctx.generate, sampling=sampling)
+    return ctx
+
+
+async def test_missing_max_tokens_reserves_the_models_default_output_cap(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(tpm=100_000)), limiter, metrics)
+    ctx = _without_max_tokens(ctx_factory(key_id="k", tier="free", prompt="a" * 8), default_max_tokens=512)
     await policy.before(ctx)
-    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 2 - 100)
+    # 8 chars = 2 prompt tokens, plus the cap the engine will stop at (512), not a fixed 256.
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(100_000 - 2 - 512)
+
+
+async def test_missing_max_tokens_without_a_cap_reserves_up_to_the_context(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(tpm=100_000)), limiter, metrics)
+    ctx = _without_max_tokens(ctx_factory(key_id="k", tier="free", prompt="a" * 8, n=2), default_max_tokens=None)
+    await policy.before(ctx)
+    # default_max_tokens null: the engine may generate to the context window, per choice.
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(100_000 - 2 - 2 * (4096 - 2))
+
+
+async def test_body_without_engine_request_uses_the_models_sampling_defaults(limiter, metrics, ctx_factory):
+    model = dataclasses.replace(MODEL, sampling_defaults=SamplingDefaults(max_tokens=300))
+    policy = policy_for(settings(free=TierLimits(tpm=100_000)), limiter, metrics, model=model)
+    ctx = ctx_factory(key_id="k", tier="free", prompt="a" * 8)
+    ctx.generate = None  # only the wire body is known
+    ctx.body = type("Body", (), {"prompt": "a" * 8, "max_tokens": None, "n": 1})()
+    await policy.before(ctx)
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(100_000 - 2 - 300)
+
+
+async def test_reservation_is_the_response_id(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(max_concurrent=5)), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="free")
+    await policy.before(ctx)
+    assert limiter.core.in_flight("k") == 1
+    assert ctx.response_id in limiter.core._keys["k"].leases
+
+
+async def test_abort_before_the_first_output_charges_the_estimated_prompt(limiter, metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(tpm=1000)), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="free", prompt="a" * 400, max_tokens=200)
+    await policy.before(ctx)
+    ctx.annotations["outcome"] = "aborted"  # the client left while the prompt was being prefilled
+    await policy.after(ctx, 0, 0)
+    nxt = ctx_factory(key_id="k", tier="free", prompt="", max_tokens=1)
+    await policy.before(nxt)
+    assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 100 - 1)
 
 
 async def test_too_large_and_tokens_denials_say_so(limiter, metrics, ctx_factory):
@@ -108,10 +166,10 @@ async def test_unlimited_tier_never_touches_the_store(metrics, ctx_factory):
     class Exploding:
         name = "boom"
 
-        async def acquire(self, *a):
+        async def acquire(self, *a, **kw):
             raise AssertionError("the store was called")
 
-        async def release(self, *a):
+        async def release(self, *a, **kw):
             raise AssertionError("the store was called")
 
     policy = policy_for(settings(), Exploding(), metrics)
@@ -137,23 +195,35 @@ def test_resolver_merges_tier_keys_file_and_settings(tmp_path):
 class _Down:
     name = "down"
 
-    async def acquire(self, *a):
+    async def acquire(self, *a, **kw):
         raise LimiterUnavailable("down")
 
-    async def release(self, *a):
+    async def release(self, *a, **kw):
         raise LimiterUnavailable("down")
 
 
-async def test_store_down_fails_open_by_default(metrics, ctx_factory):
+async def test_store_down_fails_closed_by_default_with_503(metrics, ctx_factory):
+    assert LimitsSettings().fail_open is False
     policy = policy_for(settings(free=TierLimits(rpm=1)), _Down(), metrics)
+    ctx = ctx_factory(key_id="k", tier="free")
+    with pytest.raises(ServiceUnavailableError) as info:
+        await policy.before(ctx)
+    exc = info.value
+    assert exc.status_code == 503 and exc.code == "limiter_unavailable"
+    assert exc.headers["retry-after"] == "1"
+    body = error_body_for(exc)["error"]
+    assert set(body) == {"message", "type", "param", "code"}
+    assert body["type"] == "server_error" and body["code"] == "limiter_unavailable"
+    assert "down" not in body["message"]  # the store's error goes to the log, not the client
+    assert metrics.count("rate_limit", "failed_closed", "store_unavailable") == 1
+    assert metrics.unavailable[("down", "acquire", "failed_closed")] == 1
+    await policy.after(ctx, 1, 1)  # nothing was reserved: nothing to release
+
+
+async def test_store_down_fails_open_when_configured(metrics, ctx_factory):
+    policy = policy_for(settings(free=TierLimits(rpm=1)), _Down(), metrics, fail_open=True)
     ctx = ctx_factory(key_id="k", tier="free")
     await policy.before(ctx)
     await policy.after(ctx, 1, 1)
     assert metrics.count("rate_limit", "failed_open") == 1
-
-
-async def test_store_down_fails_closed_when_configured(metrics, ctx_factory):
-    policy = policy_for(settings(free=TierLimits(rpm=1)), _Down(), metrics, fail_open=False)
-    with pytest.raises(RateLimitError) as info:
-        await policy.before(ctx_factory(key_id="k", tier="free"))
-    assert info.value.headers["retry-after"] == "1"
+    assert metrics.unavailable[("down", "acquire", "failed_open")] == 1
