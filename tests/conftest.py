@@ -25,6 +25,27 @@ from serving.config.settings import Settings, deep_merge
 APP_NAME = "llm"
 TINY_MODEL_ID = "tiny-llama"
 CACHE_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llm-serving"
+# tests/e2e/test_reference_agreement.py's precision tests hold the CPU criteria (the float32
+# default exact, every other CPU precision close). With model.engine.device cuda (the GPU
+# engine, `make gpu-smoke`) they do not apply; tests/gpu/test_reference_agreement.py holds
+# the CUDA one (bfloat16 close). The device comes from the settings' environment.
+CPU_PRECISION_TESTS = (
+    "test_default_precision_reproduces_the_reference",
+    "test_every_other_cpu_precision_is_close_to_the_reference",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """On CUDA, skip the CPU-only precision criteria of the e2e reference agreement."""
+    from serving.config.settings import load_settings
+
+    if load_settings().model.engine.device != "cuda":
+        return
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.name == "test_reference_agreement.py" and path.parent.name == "e2e":
+            if getattr(item, "originalname", item.name) in CPU_PRECISION_TESTS:
+                item.add_marker(pytest.mark.skip(reason="CPU precision criterion; on CUDA see tests/gpu/"))
 
 
 def free_port() -> int:

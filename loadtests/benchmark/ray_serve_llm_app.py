@@ -3,7 +3,7 @@
 The benchmark starts this script as a target process: it starts a private local Ray
 (``address="local"``, its own temp dir), serves the app on 127.0.0.1:PORT, prints
 ``READY`` and blocks until SIGTERM/SIGINT, then shuts Serve and Ray down. Engine
-settings mirror the other targets (bf16, eager, max_model_len, KV cache size).
+settings mirror the other targets (float32, eager, max_model_len, KV cache size).
 
     python -m loadtests.benchmark.ray_serve_llm_app --model DIR --model-name NAME --port 18111
 """
@@ -52,7 +52,7 @@ def llm_config(args: argparse.Namespace):
         engine_kwargs={
             "max_model_len": args.max_model_len,
             "max_num_seqs": args.max_num_seqs,
-            "dtype": "bfloat16",
+            "dtype": "float32",
             "enforce_eager": True,
             "kv_cache_memory_bytes": int(args.kv_cache_gib * 1024**3),
         },

@@ -41,6 +41,9 @@ class StrictModel(BaseModel):
 # tests/e2e/test_reference_agreement.py); bf16 passes only vLLM's looser top-5 closeness
 # and on CPUs without avx512_bf16 it is also slower. CUDA: bfloat16, vLLM's usual choice.
 DEFAULT_DTYPE: dict[str, str] = {"cpu": "float32", "cuda": "bfloat16"}
+# Eager mode per device when `model.engine.enforce_eager` is not set. CPU: eager, torch.compile
+# costs ~40 s at every start on a small box. CUDA: CUDA graphs (vLLM's default), faster decode.
+DEFAULT_ENFORCE_EAGER: dict[str, bool] = {"cpu": True, "cuda": False}
 
 
 class EngineSettings(StrictModel):
@@ -64,9 +67,14 @@ class EngineSettings(StrictModel):
         "on CPU, where bf16 flips the small default model's greedy answers (README, "
         "'Precision'), bfloat16 on CUDA. auto: the model folder's torch_dtype.",
     )
-    enforce_eager: bool = Field(True, description="Skip torch.compile/graphs: faster start.")
+    enforce_eager: bool | None = Field(
+        None,
+        description="Skip torch.compile and CUDA graphs: faster start, slower decode. None: the "
+        "device's default (see DEFAULT_ENFORCE_EAGER): eager on CPU, CUDA graphs on CUDA.",
+    )
     enable_prefix_caching: bool = True
-    tensor_parallel_size: PositiveInt = 1
+    tensor_parallel_size: PositiveInt = Field(1, description="GPUs one layer is split over (vLLM workers).")
+    pipeline_parallel_size: PositiveInt = Field(1, description="Stages the layers are split into, each TP GPUs.")
     seed: int = 0
     multiprocessing: bool = Field(
         True, description="Run the engine core in its own process (overlaps HTTP work with compute)."
@@ -84,6 +92,22 @@ class EngineSettings(StrictModel):
     def resolved_dtype(self) -> str:
         """The dtype given to vLLM: the setting, or the device's default when it is None."""
         return self.dtype if self.dtype is not None else DEFAULT_DTYPE[self.device]
+
+    @property
+    def resolved_enforce_eager(self) -> bool:
+        """The enforce_eager given to vLLM: the setting, or the device's default when it is None."""
+        return self.enforce_eager if self.enforce_eager is not None else DEFAULT_ENFORCE_EAGER[self.device]
+
+    @property
+    def world_size(self) -> int:
+        """vLLM workers (one accelerator each) of one engine: tensor x pipeline parallel size."""
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def distributed_executor_backend(self) -> str | None:
+        """``ray`` when one engine spans several GPUs (its workers are Ray actors in the
+        replica's placement group, as in Ray Serve LLM); None lets vLLM choose otherwise."""
+        return "ray" if self.device == "cuda" and self.world_size > 1 else None
 
 
 class AutoscalingSettings(StrictModel):
@@ -127,8 +151,23 @@ class DeploymentSettings(StrictModel):
         description="Longest a draining replica waits for in-flight streams "
         "(keep it >= http.request_timeout_s so no stream is cut).",
     )
-    num_cpus: PositiveFloat = Field(1.0, description="CPUs Ray reserves per model replica.")
-    num_gpus: float = Field(0.0, ge=0, description="GPUs Ray reserves per model replica.")
+    num_cpus: PositiveFloat = Field(1.0, description="CPUs Ray reserves for the replica actor itself.")
+    num_gpus: float | None = Field(
+        None,
+        ge=0,
+        description="GPUs one model replica uses. None: 0 on CPU, the engine's tensor x pipeline "
+        "parallel size on CUDA. Above 1 it must equal that size: the GPUs are then reserved as "
+        "one placement group bundle per vLLM worker (ModelSettings.replica_gpus).",
+    )
+    placement_strategy: Literal["STRICT_PACK", "PACK", "SPREAD"] = Field(
+        "STRICT_PACK",
+        description="Ray placement group strategy of a replica spanning several GPUs. STRICT_PACK: "
+        "all its GPUs on one node (NVLink/PCIe for tensor parallelism; what the k8s manifests "
+        "size a worker pod for); PACK: one node if possible; SPREAD: across nodes.",
+    )
+    worker_num_cpus: float = Field(
+        1.0, ge=0, description="CPUs reserved beside each GPU in a multi-GPU replica's bundles."
+    )
 
 
 class GenerationDefaults(StrictModel):
@@ -172,6 +211,28 @@ class ModelSettings(StrictModel):
     engine: EngineSettings = EngineSettings()
     generation: GenerationDefaults = GenerationDefaults()
     deployment: DeploymentSettings = DeploymentSettings()
+
+    @model_validator(mode="after")
+    def _gpus_match_the_engine(self) -> "ModelSettings":
+        wanted, world = self.deployment.num_gpus, self.engine.world_size
+        if self.engine.device == "cuda" and wanted is not None:
+            if wanted == 0:
+                raise ValueError("model.deployment.num_gpus is 0 but model.engine.device is cuda: leave it unset")
+            if world > 1 and wanted != world:
+                raise ValueError(
+                    f"model.deployment.num_gpus={wanted:g} but tensor_parallel_size "
+                    f"{self.engine.tensor_parallel_size} x pipeline_parallel_size "
+                    f"{self.engine.pipeline_parallel_size} needs {world} GPUs per replica: "
+                    f"set num_gpus: {world} or leave it unset"
+                )
+        return self
+
+    @property
+    def replica_gpus(self) -> float:
+        """GPUs one model replica uses (its vLLM workers' GPUs when it spans several)."""
+        if self.deployment.num_gpus is not None:
+            return self.deployment.num_gpus
+        return float(self.engine.world_size) if self.engine.device == "cuda" else 0.0
 
 
 class HTTPSettings(StrictModel):

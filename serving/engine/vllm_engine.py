@@ -61,9 +61,10 @@ def engine_args(model_path: Path, served_name: str, settings: EngineSettings) ->
         max_model_len=settings.max_model_len,
         max_num_seqs=settings.max_num_seqs,
         dtype=settings.resolved_dtype,
-        enforce_eager=settings.enforce_eager,
+        enforce_eager=settings.resolved_enforce_eager,
         enable_prefix_caching=settings.enable_prefix_caching,
         tensor_parallel_size=settings.tensor_parallel_size,
+        pipeline_parallel_size=settings.pipeline_parallel_size,
         seed=settings.seed,
         disable_log_stats=False,
         enable_log_requests=False,
@@ -74,11 +75,32 @@ def engine_args(model_path: Path, served_name: str, settings: EngineSettings) ->
     )
     if settings.max_num_batched_tokens is not None:
         kwargs["max_num_batched_tokens"] = settings.max_num_batched_tokens
+    if settings.distributed_executor_backend is not None:
+        # Several GPUs: vLLM's workers are Ray actors in the replica's placement group.
+        kwargs["distributed_executor_backend"] = settings.distributed_executor_backend
     if settings.device == "cpu":
         kwargs["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * _GIB)
     else:
-        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization
+        kwargs["gpu_memory_utilization"] = settings.gpu_memory_utilization  # sizes the KV cache
     return AsyncEngineArgs(**kwargs)
+
+
+def engine_config(args: Any) -> Any:
+    """vLLM's ``VllmConfig`` of ``args``; with the Ray executor, bound to the replica's
+    placement group (as Ray Serve LLM does), which the engine core process cannot look up
+    itself: it is not a Ray worker."""
+    config = args.create_engine_config()
+    if args.distributed_executor_backend == "ray":
+        from ray.util import get_current_placement_group
+
+        group = get_current_placement_group()
+        if group is None:
+            raise RuntimeError(
+                "the engine spans several GPUs but the replica has no placement group "
+                "(serving.ray_serve.placement builds it; start it through the Serve app)"
+            )
+        config.parallel_config.placement_group = group
+    return config
 
 
 class VLLMEngine:
@@ -128,7 +150,15 @@ class VLLMEngine:
             loggers.append(RayPrometheusStatLogger)
         args = engine_args(self._path, self._info.id, self._settings)
         started = time.monotonic()
-        self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+        if args.distributed_executor_backend == "ray":
+            self._engine = AsyncLLM.from_vllm_config(
+                engine_config(args),
+                stat_loggers=loggers,
+                enable_log_requests=args.enable_log_requests,
+                disable_log_stats=args.disable_log_stats,
+            )
+        else:
+            self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
         self._tokenizer = self._engine.get_tokenizer()
         logger.info("engine ready in %.1fs", time.monotonic() - started)
 
@@ -236,6 +266,7 @@ class VLLMEngine:
             await stream.aclose()
 
     def _sampling_params(self, sampling: SamplingOptions, max_tokens: int) -> Any:
+        from vllm.exceptions import VLLMClientError
         from vllm.sampling_params import RequestOutputKind, SamplingParams, StructuredOutputsParams
 
         structured = None
@@ -260,6 +291,10 @@ class VLLMEngine:
                 structured_outputs=structured,
                 output_kind=RequestOutputKind.DELTA,
             )
+        except VLLMClientError as exc:  # e.g. "n must be 1 when using greedy sampling"
+            param = getattr(exc, "parameter", None)
+            message = exc.args[0] if exc.args else str(exc)
+            raise InvalidRequestError(f"Invalid sampling parameters: {message}", param=param) from exc
         except (ValueError, TypeError) as exc:
             raise InvalidRequestError(f"Invalid sampling parameters: {exc}") from exc
 

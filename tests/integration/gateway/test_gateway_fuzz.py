@@ -91,7 +91,7 @@ def test_real_stack_answers_fuzzed_requests_without_5xx(fuzz_stack: Stack) -> No
             seen[response.status_code] += 1
             per_operation[label] += 1
             if response.status_code >= 500:
-                failures.append((case.method, case.path, response.status_code, response.text[:300]))
+                failures.append((case.method, case.path, response.status_code, response.text[:300], repr(case.body)[:500]))
 
         check()
 

@@ -123,9 +123,14 @@ class PostgresServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        """``pg_ctl stop -m fast`` (no-op when it is not running)."""
-        if self.pid() is not None:
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        """``pg_ctl stop -m fast`` (no-op when it is not running); SIGKILL if that fails."""
+        pid = self.pid()
+        if pid is None or not _group_alive(pid):  # never started, or killed (a stale postmaster.pid)
+            return
+        try:
+            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "-t", "30", "stop")
+        except RuntimeError:  # e.g. stopped while a restart was still under way
+            self.kill()
 
 
 def _group_alive(pgid: int) -> bool:

@@ -11,9 +11,11 @@ STEADY_S seconds; after KILL_AT_S the model deployment's replica actor is killed
 - outside the kill window, fewer than 1 % of all requests fail.
 
 The split topology is used: its ingress deployment outlives the model replica and
-answers for it (in the colocated topology the process that would write the error body
-is the one that died, and Serve's proxy answers alone; see ``test_colocated_...``).
-Every request has a timeout and the load stops by itself at a deadline.
+answers for it — a replica that dies mid-request is a 503 / SSE error event, and while
+no model replica is running a request is refused with 503 within ~2 s instead of being
+held by Serve's router until the replacement has loaded the model. (In the colocated
+topology the process that would write the error body is the one that died: only Serve's
+proxy is left to answer.) Every request has a timeout; the load stops by itself.
 """
 
 from __future__ import annotations
@@ -197,9 +199,17 @@ def test_killing_the_model_replica_under_load_fails_only_what_was_in_flight(spli
     after = model_replica_names()
     assert after and after != before, f"the replica was not replaced: {before} -> {after}"
 
+    timeline = [
+        (round(r.start - kill_at, 2), round(r.end - kill_at, 2), r.stream, r.outcome, r.detail)  # type: ignore[operator]
+        for r in results
+        if r.end > kill_at - 2 and r.start < recovered_at + 2  # type: ignore[operator]
+    ]
     in_flight = [r for r in results if r.start < kill_at < r.end]  # type: ignore[operator]
     unclean = [r for r in in_flight if r.outcome == "failed"]
-    assert not unclean, f"in-flight requests without a clean error: {[r.detail for r in unclean]}"
+    assert not unclean, (
+        f"in-flight requests without a clean error: {[r.detail for r in unclean]}; "
+        f"recovered after {recovered_at - kill_at:.1f}s; timeline (s from the kill): {timeline}"  # type: ignore[operator]
+    )
     outside = [r for r in results if r.end < kill_at or r.start > recovered_at]  # type: ignore[operator]
     failed_outside = [r for r in outside if r.outcome != "ok"]
     assert len(results) >= 100, f"too little load to judge: {len(results)} requests"

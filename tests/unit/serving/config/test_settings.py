@@ -120,3 +120,50 @@ def test_generation_defaults_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SERVING_MODEL__GENERATION__DEFAULT_MAX_TOKENS", "128")
     generation = load_settings({}).model.generation
     assert (generation.temperature, generation.default_max_tokens) == (0.0, 128)
+
+
+# --- the engine's device defaults and its GPUs per replica -----------------------------
+
+
+def test_the_shipped_cpu_config_stays_eager_explicitly() -> None:
+    engine = settings_from_yaml(SERVE_CONFIG)["model"]["engine"]
+    assert engine["enforce_eager"] is True  # explicit for CPU (torch.compile costs ~40 s at start)
+    assert load_settings(path=SERVE_CONFIG).model.engine.resolved_enforce_eager is True
+
+
+def test_eager_and_precision_resolve_per_device_when_unset() -> None:
+    cpu, cuda = load_settings().model.engine, load_settings({"model": {"engine": {"device": "cuda"}}}).model.engine
+    assert cpu.enforce_eager is None and cpu.resolved_enforce_eager is True and cpu.resolved_dtype == "float32"
+    assert cuda.enforce_eager is None and cuda.resolved_enforce_eager is False and cuda.resolved_dtype == "bfloat16"
+
+
+def test_gpu_engine_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `make run` with the GPU engine exports (serve_config.yaml's explicit eager overridden)."""
+    monkeypatch.setenv("SERVING_MODEL__ENGINE__DEVICE", "cuda")
+    monkeypatch.setenv("SERVING_MODEL__ENGINE__ENFORCE_EAGER", "false")
+    engine = load_settings(path=SERVE_CONFIG).model.engine
+    assert engine.device == "cuda" and engine.resolved_enforce_eager is False
+
+
+@pytest.mark.parametrize(
+    ("engine", "gpus"),
+    [({}, 0.0), ({"device": "cuda"}, 1.0), ({"device": "cuda", "tensor_parallel_size": 8}, 8.0),
+     ({"device": "cuda", "tensor_parallel_size": 4, "pipeline_parallel_size": 2}, 8.0)],
+)  # fmt: skip
+def test_gpus_per_replica_default_to_the_engines_world_size(engine: dict, gpus: float) -> None:
+    assert load_settings({"model": {"engine": engine}}).model.replica_gpus == gpus
+
+
+@pytest.mark.parametrize(
+    ("engine", "num_gpus", "message"),
+    [({"device": "cuda", "tensor_parallel_size": 2}, 1, "needs 2 GPUs per replica: set num_gpus: 2"),
+     ({"device": "cuda"}, 0, "num_gpus is 0 but model.engine.device is cuda")],
+)  # fmt: skip
+def test_gpus_that_do_not_match_the_engine_are_refused(engine: dict, num_gpus: float, message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        load_settings({"model": {"engine": engine, "deployment": {"num_gpus": num_gpus}}})
+
+
+def test_a_fractional_gpu_stays_possible_for_a_small_model() -> None:
+    model = load_settings({"model": {"engine": {"device": "cuda"}, "deployment": {"num_gpus": 0.5}}}).model
+    assert model.replica_gpus == 0.5

@@ -47,6 +47,13 @@ def test_model_only_parameters_reach_vllm(tmp_path: Path) -> None:
     assert (params.min_p, params.repetition_penalty, params.max_tokens) == (0.05, 1.1, 7)
 
 
+def test_sampling_parameters_vllm_refuses_are_400_not_500(tmp_path: Path) -> None:
+    # Found by the real-stack fuzz run: vLLM's own validation error is not a ValueError.
+    with pytest.raises(InvalidRequestError) as refused:
+        engine_on(tmp_path)._sampling_params(SamplingOptions(n=2, temperature=0.0), max_tokens=4)
+    assert refused.value.status_code == 400 and "greedy" in refused.value.message
+
+
 class StubTokenizer:
     """Stands in for the engine's tokenizer: raises what it is told to from the template or encode."""
 

@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import pytest
+
 from serving.config.settings import EngineSettings
 from serving.engine.vllm_engine import engine_args, engine_environment
 
@@ -42,3 +44,57 @@ def test_float16_is_refused_on_cpu_with_the_fix_named() -> None:
     with pytest.raises(pydantic.ValidationError, match="float16 does not run on vLLM's CPU backend"):
         EngineSettings(dtype="float16")
     assert EngineSettings(device="cuda", dtype="float16").resolved_dtype == "float16"
+
+
+# --- device: cuda, pinned: precision, KV cache, CUDA graphs, parallelism ---------------
+
+
+def test_cuda_defaults_bf16_graphs_on_and_kv_cache_by_memory_fraction(tmp_path: Path) -> None:
+    args = engine_args(tmp_path, "x", EngineSettings(device="cuda"))
+    assert args.dtype == "bfloat16"  # EngineSettings.resolved_dtype
+    assert args.enforce_eager is False  # CUDA graphs (and torch.compile) on by default
+    assert args.gpu_memory_utilization == 0.9 and args.kv_cache_memory_bytes is None  # KV cache = what is left
+    assert args.tensor_parallel_size == 1 and args.pipeline_parallel_size == 1
+    assert args.distributed_executor_backend is None  # one GPU: vLLM's own single-process executor
+    assert "VLLM_CPU_KVCACHE_SPACE" not in engine_environment(EngineSettings(device="cuda"))
+
+
+def test_eager_is_the_cpu_default_and_an_explicit_value_wins(tmp_path: Path) -> None:
+    assert engine_args(tmp_path, "x", EngineSettings()).enforce_eager is True
+    assert engine_args(tmp_path, "x", EngineSettings(enforce_eager=False)).enforce_eager is False
+    assert engine_args(tmp_path, "x", EngineSettings(device="cuda", enforce_eager=True)).enforce_eager is True
+
+
+@pytest.mark.parametrize(("tp", "pp"), [(2, 1), (8, 1), (4, 2), (1, 2)])
+def test_an_engine_over_several_gpus_uses_vllms_ray_executor(tmp_path: Path, tp: int, pp: int) -> None:
+    settings = EngineSettings(device="cuda", tensor_parallel_size=tp, pipeline_parallel_size=pp)
+    args = engine_args(tmp_path, "big", settings)
+    assert (args.tensor_parallel_size, args.pipeline_parallel_size) == (tp, pp)
+    assert args.distributed_executor_backend == "ray" and settings.world_size == tp * pp
+
+
+def test_cpu_parallelism_is_left_to_vllm(tmp_path: Path) -> None:
+    """vLLM's CPU backend runs tensor parallelism in processes of its own; no Ray executor."""
+    args = engine_args(tmp_path, "x", EngineSettings(tensor_parallel_size=2))
+    assert args.tensor_parallel_size == 2 and args.distributed_executor_backend is None
+
+
+def test_the_ray_executor_is_bound_to_the_replicas_placement_group(tmp_path: Path, monkeypatch) -> None:
+    """The engine core process is no Ray worker: the group is handed over in vLLM's config."""
+    import ray.util
+
+    from serving.engine import vllm_engine
+
+    group = object()
+
+    class Args:
+        distributed_executor_backend = "ray"
+
+        def create_engine_config(self):
+            return type("Config", (), {"parallel_config": type("Parallel", (), {"placement_group": None})()})()
+
+    monkeypatch.setattr(ray.util, "get_current_placement_group", lambda: group)
+    assert vllm_engine.engine_config(Args()).parallel_config.placement_group is group
+    monkeypatch.setattr(ray.util, "get_current_placement_group", lambda: None)
+    with pytest.raises(RuntimeError, match="no placement group"):
+        vllm_engine.engine_config(Args())

@@ -52,7 +52,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     monkeypatch.setattr(d, "resolve_model_path", lambda model: "/nowhere")
     monkeypatch.setattr(d, "build_asgi", lambda *args, **kwargs: (_Extensions(), object()))
     monkeypatch.setattr(d, "build_admission", lambda settings, engine: object())
-    monkeypatch.setattr(d, "HandleEngine", lambda handle, info: _Engine())
+    monkeypatch.setattr(d, "HandleEngine", lambda handle, info, **kwargs: _Engine())
     return seen
 
 

@@ -1,6 +1,10 @@
-"""The split topology's engine over a Serve handle: a model replica that dies mid-request is a 503."""
+"""The split topology's engine over a Serve handle: a model replica that dies mid-request, or
+no running model replica at all, is a 503 — at once, not after Serve's router held the request."""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import pytest
 from ray.exceptions import ActorDiedError, ActorUnavailableError
@@ -55,3 +59,80 @@ async def test_a_replica_that_dies_mid_stream_is_service_unavailable(exc) -> Non
     assert got == ["output", "output"]
     assert raised.value.status_code == 503 and isinstance(raised.value.__cause__, type(exc))
     assert stream.cancelled
+
+
+class _SilentStream(_DyingStream):
+    """A request Serve's router holds: no output until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(RuntimeError("unused"))
+        self.release = asyncio.Event()
+
+    async def __anext__(self):
+        await self.release.wait()
+        if self.left == 0:
+            self.left = -1
+            return "late output"
+        raise StopAsyncIteration
+
+
+async def test_no_running_replica_is_a_503_at_the_next_check_not_a_wait() -> None:
+    stream = _SilentStream()
+    checks: list[float] = []
+
+    async def none_running() -> bool:
+        checks.append(time.monotonic())
+        return False
+
+    engine = HandleEngine(_Handle(stream), INFO, replicas_running=none_running, check_interval_s=0.05)
+    request = GenerateRequest(request_id="r2", sampling=SamplingOptions(max_tokens=4), prompt="hi")
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailableError):
+        async for _ in engine.generate(request):
+            pass
+    assert time.monotonic() - started < 1.0 and len(checks) == 1
+    assert stream.cancelled  # the held request is withdrawn from Serve's router
+
+
+async def test_a_slow_first_output_is_awaited_while_a_replica_runs() -> None:
+    stream = _SilentStream()
+    checks: list[float] = []
+
+    async def running() -> bool:
+        checks.append(time.monotonic())
+        if len(checks) == 3:
+            stream.release.set()  # e.g. a long prefill ends
+        return True
+
+    engine = HandleEngine(_Handle(stream), INFO, replicas_running=running, check_interval_s=0.02)
+    request = GenerateRequest(request_id="r3", sampling=SamplingOptions(max_tokens=4), prompt="hi")
+    assert [out async for out in engine.generate(request)] == ["late output"]
+    assert len(checks) >= 3 and not stream.cancelled
+
+
+class _HeldCall:
+    """A non-streaming handle call Serve's router holds (``count_prompt_tokens``)."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def __await__(self):
+        return asyncio.get_running_loop().create_future().__await__()  # never answered
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+async def test_counting_prompt_tokens_does_not_wait_out_a_missing_replica() -> None:
+    call = _HeldCall()
+    handle = _Handle(_SilentStream())
+    handle.count_prompt_tokens = type("M", (), {"remote": staticmethod(lambda request: call)})()
+
+    async def none_running() -> bool:
+        return False
+
+    engine = HandleEngine(handle, INFO, replicas_running=none_running, check_interval_s=0.05)
+    request = GenerateRequest(request_id="r4", sampling=SamplingOptions(max_tokens=4), prompt="hi")
+    with pytest.raises(ServiceUnavailableError):
+        await asyncio.wait_for(engine.count_prompt_tokens(request), 2)
+    assert call.cancelled

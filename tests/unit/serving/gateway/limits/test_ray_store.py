@@ -42,7 +42,7 @@ class _SlowActor:
 
 
 async def test_acquire_timeout_sends_a_release_for_its_request_id():
-    limiter = RayLimiter("unused", timeout_s=0.05)
+    limiter = RayLimiter("unused", timeout_s=0.05, startup_timeout_s=0.05)
     actor = _SlowActor()
     limiter._actor = actor
     with pytest.raises(LimiterUnavailable):
@@ -55,7 +55,7 @@ async def test_acquire_timeout_sends_a_release_for_its_request_id():
 
 
 async def test_acquire_without_request_id_still_gets_one_so_the_timeout_can_release():
-    limiter = RayLimiter("unused", timeout_s=0.05)
+    limiter = RayLimiter("unused", timeout_s=0.05, startup_timeout_s=0.05)
     actor = _SlowActor()
     limiter._actor = actor
     with pytest.raises(LimiterUnavailable):
@@ -71,3 +71,38 @@ def test_actor_is_restartable_and_retries_idempotent_calls():
     options = ray_store.actor_options("x", namespace="ns")
     assert options["max_restarts"] == -1 and options["lifetime"] == "detached"
     assert options["max_task_retries"] == -1  # safe: acquire is idempotent per request id
+
+
+class _StartingActor(_SlowActor):
+    """An actor handle whose process is still starting: the first answer takes ``delay_s``."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def __getattr__(self, name: str) -> _Method:
+        actor = self
+
+        class _Delayed(_Method):
+            def remote(self, *args):
+                actor.calls.append((name, args))
+                future: concurrent.futures.Future = concurrent.futures.Future()
+                import threading
+
+                def answer() -> None:
+                    if not future.done():  # a caller that timed out cancelled it
+                        future.set_result(f"{name}-answer")
+
+                threading.Timer(actor.delay_s, answer).start()
+                return _Ref(future)
+
+        return _Delayed(self, name)
+
+
+async def test_first_call_waits_for_the_actor_to_start_later_calls_do_not():
+    """A cold actor (its worker process starting) must not turn the first requests into 503s."""
+    limiter = RayLimiter("unused", timeout_s=0.05, startup_timeout_s=5.0)
+    limiter._actor = _StartingActor(delay_s=0.3)
+    assert await limiter.acquire("k", Limits(rpm=5), 1, request_id="first") == "acquire-answer"
+    with pytest.raises(LimiterUnavailable):  # once it answered, the normal timeout applies
+        await limiter.acquire("k", Limits(rpm=5), 1, request_id="second")
