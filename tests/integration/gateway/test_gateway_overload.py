@@ -27,7 +27,9 @@ OVERLOAD = {
         "engine": {"max_num_seqs": MAX_NUM_SEQS},
         # Serve must not queue or shed before admission answers: a cap above capacity and
         # no queue limit (Serve's own answer to a full queue is a 503).
-        "deployment": {"max_ongoing_requests": 4 * BURST, "max_queued_requests": -1},
+        # The drain test's stream (12 x 440 tokens) must fit the replica's grace period even
+        # on a loaded 2-core box at float32: Serve waits up to this long for it, no longer.
+        "deployment": {"max_ongoing_requests": 4 * BURST, "max_queued_requests": -1, "graceful_shutdown_timeout_s": 90},
     },
     # A generous default tier: every response carries the x-ratelimit headers.
     "gateway": {

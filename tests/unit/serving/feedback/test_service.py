@@ -74,12 +74,12 @@ async def test_50_concurrent_unknown_ids_are_404_without_holding_threads(app_and
     wall = time.monotonic() - started
     assert {r.status_code for r in responses} == {404}
     assert {r.json()["error"]["code"] for r in responses} == {"response_not_found"}
-    # The grace for other replicas' write buffers is waited out on the event loop, all 50 at
-    # once: about lookup_grace_s in all (before: ~10 s, each post holding a thread > 1 s).
-    assert GRACE_S <= wall < GRACE_S + 2.0, wall
-    assert not flushes  # no thread ever blocked waiting for a writer
-    assert len(executor.jobs) <= 50 * 7  # a handful of single lookups per post
-    assert max(executor.jobs) < 0.5 and sum(executor.jobs) < 10.0, (max(executor.jobs), sum(executor.jobs))
+    # The grace for other replicas' write buffers is waited out on the event loop (before:
+    # each post held a worker thread for it). Structural checks, not timings: no thread ever
+    # blocked waiting for a writer, and each post costs a handful of single lookups.
+    assert wall >= GRACE_S, wall
+    assert not flushes
+    assert len(executor.jobs) <= 50 * 7
 
 
 async def test_a_response_in_this_replicas_write_buffer_is_awaited_on_the_loop(app_and_store, executor) -> None:
