@@ -103,6 +103,13 @@ class PayloadTooLargeError(ClientError):
     status_code = 413
 
 
+class BodyReadTimeoutError(ClientError):
+    """The request body did not arrive within the read deadline (408)."""
+
+    status_code = 408
+    code = "request_timeout"
+
+
 class RateLimitError(ClientError):
     """Over a per-key limit, or the model is full: retry later (429)."""
 

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable
 
 from serving.api.common.http import send_error_response
 from serving.api.common.routing import serves
-from serving.errors import ClientError, PayloadTooLargeError
+from serving.errors import BodyReadTimeoutError, PayloadTooLargeError
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -25,17 +25,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 DEFAULT_BODY_READ_TIMEOUT_S = 10.0
-
-
-class BodyReadTimeoutError(ClientError):
-    """The request body did not arrive within the read deadline (408).
-
-    Kept next to the only code that raises it; it belongs in ``serving.errors`` with
-    the rest of the tree.
-    """
-
-    status_code = 408
-    code = "request_timeout"
 
 
 class _TooLarge(Exception):
