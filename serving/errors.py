@@ -135,6 +135,12 @@ class EngineError(ServerError):
     """The engine failed while generating (500)."""
 
 
+class EngineAbortedError(EngineError):
+    """The engine ended a generation itself (finish reason "abort"), not the client (500)."""
+
+    code = "engine_aborted"
+
+
 class ServiceUnavailableError(ServerError):
     """No replica can serve at all: the engine is dead or not started (503)."""
 

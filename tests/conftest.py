@@ -154,10 +154,13 @@ def tiny_args(model_dir: Path) -> dict[str, Any]:
             "deployment": {
                 "num_cpus": 0.5,
                 "max_ongoing_requests": 32,
-                "graceful_shutdown_timeout_s": 20,
+                "graceful_shutdown_timeout_s": 60,
                 "health_check_period_s": 2,
             },
         },
+        # A stopping replica waits at most this long for streams (the settings keep
+        # graceful_shutdown_timeout_s >= request_timeout_s); tiny answers take seconds.
+        "http": {"request_timeout_s": 60},
     }
 
 

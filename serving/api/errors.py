@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.api.common.protocol import KNOWN_UNSUPPORTED_PARAMETERS
+from serving.core.protocol import KNOWN_UNSUPPORTED_PARAMETERS
 from serving.errors import ServingError, error_body, error_body_for
 from serving.observability.logging import REQUEST_LOGGER, log_request
 

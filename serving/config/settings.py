@@ -15,25 +15,20 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from serving.context.settings import ContextSettings
-from serving.embeddings.settings import EmbeddingsSettings
-from serving.feedback.settings import FeedbackSettings
-from serving.gateway.settings import GatewaySettings
-from serving.moderation.settings import ModerationSettings
-from serving.privacy.settings import PrivacySettings
+from serving.config.base import StrictModel
+from serving.config.context import ContextSettings
+from serving.config.embeddings import EmbeddingsSettings
+from serving.config.feedback import FeedbackSettings
+from serving.config.gateway import GatewaySettings
+from serving.config.moderation import ModerationSettings
+from serving.config.privacy import PrivacySettings
 
 ENV_PREFIX = "SERVING_"
 ENV_NESTED_DELIMITER = "__"
 DEFAULT_MODEL_ID = "SmolLM2-135M-Instruct"
-
-
-class StrictModel(BaseModel):
-    """Base for every settings section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 # Engine precision per device when `model.engine.dtype` is not set. CPU: float32, the
@@ -149,7 +144,7 @@ class DeploymentSettings(StrictModel):
     graceful_shutdown_timeout_s: PositiveFloat = Field(
         300.0,
         description="Longest a draining replica waits for in-flight streams "
-        "(keep it >= http.request_timeout_s so no stream is cut).",
+        "(>= http.request_timeout_s: the settings refuse less, no stream is cut).",
     )
     num_cpus: PositiveFloat = Field(1.0, description="CPUs Ray reserves for the replica actor itself.")
     num_gpus: float | None = Field(
@@ -293,6 +288,24 @@ class Settings(BaseSettings):
     privacy: PrivacySettings = PrivacySettings()
     context: ContextSettings = ContextSettings()
     embeddings: EmbeddingsSettings = EmbeddingsSettings()
+
+    @model_validator(mode="after")
+    def _stopping_replicas_finish_their_streams(self) -> "Settings":
+        """Rules that span sections: a stopping replica waits at least as long as a request
+        may run (``http.request_timeout_s``), or Serve cuts streams at every scale-down,
+        redeploy and node drain."""
+        budget = self.http.request_timeout_s
+        waits = {
+            "model.deployment.graceful_shutdown_timeout_s": self.model.deployment.graceful_shutdown_timeout_s,
+            "gateway.drain.graceful_shutdown_timeout_s": self.gateway.drain.graceful_shutdown_timeout_s,
+        }
+        for key, value in waits.items():
+            if value < budget:
+                raise ValueError(
+                    f"{key}={value:g} is shorter than http.request_timeout_s={budget:g}: "
+                    "Serve would cut streams when it stops a replica"
+                )
+        return self
 
     def proxy_request_timeout_s(self) -> int:
         """Ray Serve's proxy deadline (``http_options.request_timeout_s``), after the app's own.

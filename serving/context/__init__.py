@@ -1,5 +1,5 @@
 """Conversation context: fitting long conversations into the window, and sticky routing."""
 
-from serving.context.settings import ContextSettings, StickyRoutingSettings
+from serving.config.context import ContextSettings, StickyRoutingSettings
 
 __all__ = ["ContextSettings", "StickyRoutingSettings"]

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from serving.context.settings import ContextSettings
+from serving.config.context import ContextSettings
 from serving.context.tokens import TokenCounter
 from serving.engine.protocol import GenerateRequest
 from serving.errors import ContextLengthExceededError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 
 DROPPED_MESSAGES_HEADER = "x-context-dropped-messages"
 DROPPED_TOKENS_HEADER = "x-context-dropped-tokens"
@@ -61,7 +62,7 @@ class ContextWindowPolicy:
         ctx.annotations["context_dropped_messages"] = dropped
         return truncated
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         """Nothing to account."""
 
     async def _fit(self, request: GenerateRequest, budget: int) -> tuple[dict[str, str], ...] | None:

@@ -1,5 +1,5 @@
 """Sentence embeddings: the packaged MiniLM model in its own batched Serve deployment."""
 
-from serving.embeddings.settings import EmbeddingsSettings
+from serving.config.embeddings import EmbeddingsSettings
 
 __all__ = ["EmbeddingsSettings"]

@@ -7,8 +7,8 @@ from typing import Any, Sequence
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serving.api.common.guard import RouteGuard
-from serving.api.common.http import respond
+from serving.core.guard import RouteGuard
+from serving.core.http import respond
 from serving.embeddings.protocol import EmbeddingRequest, EmbeddingResponse
 from serving.embeddings.service import EmbeddingsService
 

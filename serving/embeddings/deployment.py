@@ -17,9 +17,9 @@ from ray.serve import Application
 
 from serving.embeddings.metrics import EmbeddingsMetrics
 from serving.embeddings.model import MiniLMEmbedder
-from serving.embeddings.settings import EmbeddingsSettings
+from serving.config.embeddings import EmbeddingsSettings
 from serving.privacy.log_filter import install_redaction
-from serving.privacy.settings import PrivacySettings
+from serving.config.privacy import PrivacySettings
 
 DEPLOYMENT_NAME = "embeddings"
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.api.common.protocol import OpenAIRequestBody
+from serving.core.protocol import OpenAIRequestBody
 
 
 class EmbeddingRequest(OpenAIRequestBody):

@@ -8,7 +8,7 @@ import numpy as np
 
 from serving.embeddings.client import Embedder
 from serving.embeddings.protocol import Embedding, EmbeddingRequest, EmbeddingResponse, EmbeddingUsage
-from serving.embeddings.settings import EmbeddingsSettings
+from serving.config.embeddings import EmbeddingsSettings
 from serving.errors import InvalidRequestError, ModelNotFoundError, UnsupportedParameterError
 
 DIMENSIONS = 384  # all-MiniLM-L6-v2

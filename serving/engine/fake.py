@@ -36,6 +36,7 @@ class FakeEngineConfig:
     reply: tuple[str, ...] = ("Hello", " from", " the", " fake", " engine", ".")
     token_delay_s: float = 0.0
     fail_after_tokens: int | None = None  # raise EngineError after this many tokens
+    abort_after_tokens: int | None = None  # end every choice with finish reason "abort" (the engine's own abort)
     healthy: bool = True
     sampling_defaults: SamplingDefaults = field(default_factory=SamplingDefaults)
     special_tokens: tuple[str, ...] = ()  # the "tokenizer's" special-token texts, refused in messages
@@ -107,6 +108,12 @@ class FakeEngine:
                     await asyncio.sleep(0)
                 if self.config.fail_after_tokens is not None and step >= self.config.fail_after_tokens:
                     raise EngineError("fake engine failure")
+                if self.config.abort_after_tokens is not None and step >= self.config.abort_after_tokens:
+                    yield GenerateOutput(
+                        prompt_tokens=prompt_tokens,
+                        choices=[ChoiceDelta(index=i, text="", num_tokens=0, finish_reason="abort") for i, s in enumerate(states) if not s["done"]],
+                    )
+                    return
                 deltas = [self._advance(i, s, script, limit, request) for i, s in enumerate(states) if not s["done"]]
                 yield GenerateOutput(
                     prompt_tokens=prompt_tokens,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -33,7 +32,7 @@ from serving.errors import (
     InvalidRequestError,
     ServiceUnavailableError,
 )
-from serving.model.generation_defaults import sampling_defaults
+from serving.engine.generation_defaults import sampling_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +139,8 @@ class VLLMEngine:
         return self._info
 
     async def start(self) -> None:
-        os.environ.update(engine_environment(self._settings))
+        """Load the model. The process environment must already hold ``engine_environment``
+        (vLLM reads it at engine creation): the replica bootstrap sets it."""
         from vllm.v1.engine.async_llm import AsyncLLM
 
         loggers: list[Any] = [self._load_tracker_factory()]

@@ -1,5 +1,5 @@
 """User feedback on responses, stored with request metadata (SQLite or PostgreSQL), and its export."""
 
-from serving.feedback.settings import FeedbackSettings
+from serving.config.feedback import FeedbackSettings
 
 __all__ = ["FeedbackSettings"]

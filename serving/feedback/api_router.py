@@ -7,8 +7,8 @@ from typing import Any, Callable, Sequence
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serving.api.common.guard import RouteGuard
-from serving.api.common.http import respond
+from serving.core.guard import RouteGuard
+from serving.core.http import respond
 from serving.feedback.protocol import FeedbackRequest, FeedbackResponse
 from serving.feedback.service import FeedbackService
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.api.common.protocol import OpenAIRequestBody
+from serving.core.protocol import OpenAIRequestBody
 
 TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,47}$"
 

@@ -1,24 +1,23 @@
-"""The stream hook that records every response's metadata for feedback (no text by default).
+"""The end-of-request observer that records every response's metadata for feedback (no text by default).
 
-It passes the stream through and, when the stream ends (finished, cut, failed or the
-client left), queues one ``ResponseRecord`` on the store: a non-blocking put, the
-database write happens on the store's background thread. With
+When a generation ends (finished, cut, failed or the client left) it queues one
+``ResponseRecord`` on the store, read from the request's ``RequestResult``: a
+non-blocking put, the database write happens on the store's background thread. With
 ``feedback.store_conversations`` on, the PII-redacted conversation is queued too.
 """
 
 from __future__ import annotations
 
-import time
-from typing import AsyncIterator, Callable
+from typing import Callable
 
-from serving.engine.protocol import GenerateOutput
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.feedback.metrics import FeedbackMetrics
 from serving.feedback.store import Conversation, FeedbackStore, ResponseRecord
-from serving.gateway.hooks import RequestContext
 
 
-class ResponseRecorderHook:
-    """``StreamHook`` that records the response's metadata when its stream ends."""
+class ResponseRecorder:
+    """``RequestObserver`` that records the response's metadata when the request ends."""
 
     def __init__(
         self,
@@ -35,65 +34,31 @@ class ResponseRecorderHook:
         self.store_conversations = store_conversations
         self.redact = redact or (lambda text: text)
 
-    def wrap(self, ctx: RequestContext, stream: AsyncIterator[GenerateOutput]) -> AsyncIterator[GenerateOutput]:
-        """The same stream; the record is queued when it ends."""
-        return self._wrap(ctx, stream)
-
-    async def _wrap(self, ctx: RequestContext, stream: AsyncIterator[GenerateOutput]) -> AsyncIterator[GenerateOutput]:
-        started = ctx.annotations.get("started", time.monotonic())
-        prompt_tokens = completion_tokens = 0
-        finish: dict[int, str] = {}
-        texts: dict[int, str] = {}
-        ended = "abort"  # until the stream ends by itself or raises
-        outputs = 0
-        try:
-            async for out in stream:
-                outputs += 1
-                prompt_tokens = out.prompt_tokens
-                for choice in out.choices:
-                    completion_tokens += choice.num_tokens
-                    if choice.finish_reason is not None:
-                        finish[choice.index] = choice.finish_reason
-                    if self.store_conversations:
-                        texts[choice.index] = texts.get(choice.index, "") + choice.text
-                yield out
-            ended = ""
-        except Exception:
-            ended = "error"
-            raise
-        finally:
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
-            if outputs:  # refused before any output: the client never saw this response id
-                self._record(ctx, started, prompt_tokens, completion_tokens, finish.get(0) or ended or None, texts)
-
-    def _record(
-        self,
-        ctx: RequestContext,
-        started: float,
-        prompt_tokens: int,
-        completion_tokens: int,
-        reason: str | None,
-        texts: dict[int, str],
-    ) -> None:
+    def observe(self, ctx: RequestContext, result: RequestResult) -> None:
+        """Queue the record; a request refused before any output is not recorded (the
+        client never saw its response id)."""
+        if not result.outputs:
+            return
+        reason = result.finish_reason
+        if reason is None:
+            reason = "error" if result.outcome not in ("ok", "aborted") else "abort"
         record = ResponseRecord(
             response_id=ctx.response_id,
             model=ctx.model,
             model_version=self.model_version,
             route=ctx.route,
             stream=bool(getattr(ctx.body, "stream", False)),
-            latency_s=round(time.monotonic() - started, 6),
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
+            latency_s=round(result.latency_s, 6),
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=result.completion_tokens,
             finish_reason=reason,
             moderation=ctx.annotations.get("moderation"),
             key_id=ctx.key_id,
         )
-        queued = self.store.record_response(record, self._conversation(ctx, texts))
+        queued = self.store.record_response(record, self._conversation(ctx, result))
         self.metrics.response(ctx.model, queued)
 
-    def _conversation(self, ctx: RequestContext, texts: dict[int, str]) -> Conversation | None:
+    def _conversation(self, ctx: RequestContext, result: RequestResult) -> Conversation | None:
         if not self.store_conversations or ctx.generate is None:
             return None
         request = ctx.generate
@@ -101,5 +66,5 @@ class ResponseRecorderHook:
         if request.messages is not None:
             messages = [{**m, "content": self.redact(m.get("content", ""))} for m in request.messages]
         prompt = self.redact(request.prompt) if request.prompt is not None else None
-        completions = [self.redact(texts.get(i, "")) for i in range(max(texts, default=-1) + 1)]
+        completions = [self.redact(text) for text in result.texts]
         return Conversation(messages=messages, prompt=prompt, completions=completions)

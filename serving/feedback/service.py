@@ -8,7 +8,7 @@ import re
 from serving.errors import ConflictError, InvalidRequestError, NotFoundError
 from serving.feedback.metrics import FeedbackMetrics
 from serving.feedback.protocol import TAG_PATTERN, FeedbackRequest, FeedbackResponse
-from serving.feedback.settings import FeedbackSettings
+from serving.config.feedback import FeedbackSettings
 from serving.feedback.store import FeedbackInput, FeedbackStore, StoredFeedback
 
 _TAG = re.compile(TAG_PATTERN)

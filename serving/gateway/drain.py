@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving.gateway.settings import DrainSettings
+from serving.config.gateway import DrainSettings
 
 
 def drain_deployment_options(settings: DrainSettings) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 
 CHARS_PER_TOKEN = 4  # a cheap, common estimate; real usage corrects the reservation
 TOKENS_PER_MESSAGE = 4  # chat template overhead per message
@@ -28,19 +28,6 @@ class RequestView:
     def prompt_token_estimate(self) -> int:
         """An estimate of prompt tokens before tokenizing (chars / 4 + template overhead)."""
         return math.ceil(self.chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * self.messages
-
-
-@dataclass(frozen=True)
-class NoGeneration:
-    """The body the policies see on a route that generates nothing (embeddings, moderations,
-    feedback): no messages, no prompt, no output tokens. Per-key request and concurrency
-    limits and admission still apply; no tokens are reserved."""
-
-    max_tokens: int = 0
-    n: int = 1
-
-
-NO_GENERATION = NoGeneration()
 
 
 def _text_of(message: Any) -> str:

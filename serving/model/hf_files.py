@@ -111,7 +111,7 @@ def save_generation_config(
 
     ``eos_token_id`` is ``<|im_end|>``: generation stops at the end of the assistant turn.
     ``sampling`` (e.g. temperature, top_p) become the model's defaults for requests that
-    leave them out (see ``serving.model.generation_defaults``); ``do_sample`` is set with
+    leave them out (see ``serving.engine.generation_defaults``); ``do_sample`` is set with
     them, as transformers refuses sampling values without it. None: no sampling defaults.
     """
     from transformers import GenerationConfig

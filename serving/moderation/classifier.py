@@ -21,9 +21,9 @@ import numpy as np
 from ray import serve
 from ray.serve import Application
 
-from serving.moderation.settings import ClassifierSettings
+from serving.config.moderation import ClassifierSettings
 from serving.privacy.log_filter import install_redaction
-from serving.privacy.settings import PrivacySettings
+from serving.config.privacy import PrivacySettings
 
 logger = logging.getLogger(__name__)
 

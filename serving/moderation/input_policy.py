@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from serving.engine.protocol import GenerateRequest
 from serving.errors import ContentFilterError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.moderation.metrics import INPUT
 from serving.moderation.policy import ModerationPolicy
 
@@ -39,5 +40,5 @@ class InputModerationPolicy:
         ctx.annotations["moderation"] = "input_flagged" if verdict.flagged_categories else "passed"
         return None
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         """Nothing to account."""

@@ -19,7 +19,7 @@ from typing import Protocol, Sequence
 
 from serving.errors import InvalidRequestError
 from serving.moderation.metrics import ModerationMetrics
-from serving.moderation.settings import Action, ModerationSettings
+from serving.config.moderation import Action, ModerationSettings
 from serving.privacy.pii import PII_KINDS, find_pii
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.api.common.protocol import OpenAIRequestBody
+from serving.core.protocol import OpenAIRequestBody
 
 MAX_INPUTS = 64
 MAX_INPUT_CHARS = 32_768

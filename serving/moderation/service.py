@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.api.common.protocol import new_id
+from serving.core.protocol import new_id
 from serving.errors import InvalidRequestError, ModelNotFoundError
 from serving.moderation.metrics import API
 from serving.moderation.policy import ModerationPolicy

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from serving.engine.protocol import ChoiceDelta, GenerateOutput, TokenLogprob
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 from serving.moderation.metrics import OUTPUT
 from serving.moderation.policy import Detection, ModerationPolicy
 

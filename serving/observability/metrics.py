@@ -161,7 +161,8 @@ OUTCOMES = frozenset(
         "content_filter",
         "server_error",
         "timeout",
-        "aborted",
+        "aborted",  # the client went away before the response ended
+        "engine_aborted",  # the engine ended the generation itself (a 500)
     }
 )
 MODERATION_STAGES = frozenset({"input", "output"})

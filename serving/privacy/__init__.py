@@ -3,6 +3,6 @@
 from serving.privacy.audit import AuditLog
 from serving.privacy.log_filter import install_redaction
 from serving.privacy.pii import PII_KINDS, PIIMatch, find_pii, redact
-from serving.privacy.settings import AuditSettings, PrivacySettings
+from serving.config.privacy import AuditSettings, PrivacySettings
 
 __all__ = ["PII_KINDS", "AuditLog", "AuditSettings", "PIIMatch", "PrivacySettings", "find_pii", "install_redaction", "redact"]

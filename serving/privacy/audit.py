@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from serving.privacy.pii import redact
-from serving.privacy.settings import AuditSettings
+from serving.config.privacy import AuditSettings
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from serving.privacy.pii import redact
 
 if TYPE_CHECKING:
-    from serving.privacy.settings import PrivacySettings
+    from serving.config.privacy import PrivacySettings
 
 
 def redact_record(record: logging.LogRecord) -> logging.LogRecord:

@@ -9,7 +9,8 @@ from ray.serve import Application
 
 from serving.config.settings import ModelSettings, Settings, load_settings
 from serving.gateway.drain import drain_deployment_options
-from serving.operator_loop import operator_deployments
+from serving.core.extension import deployments
+from serving.extensions import FEATURES
 from serving.ray_serve.deployments import ModelDeployment, OpenAIIngress, OpenAIModelServer
 from serving.ray_serve.placement import replica_placement_options
 
@@ -39,7 +40,7 @@ def build_app_from_settings(settings: Settings) -> Application:
     router_config = settings.context.sticky_routing.request_router_config()
     if router_config is not None:
         options["request_router_config"] = router_config
-    extra = operator_deployments(settings)  # embeddings / classifier deployments, if enabled
+    extra = deployments(FEATURES, settings)  # the features' own deployments (embeddings, classifier), if enabled
     if settings.http.topology == "colocated":
         return serve.deployment(OpenAIModelServer, name=MODEL_DEPLOYMENT, **options).bind(settings, **extra)
     model = serve.deployment(ModelDeployment, name=MODEL_DEPLOYMENT, **options).bind(settings)

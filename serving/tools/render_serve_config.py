@@ -141,20 +141,6 @@ def _check_proxy_deadline(config: Mapping[str, Any], settings: Settings) -> None
         )
 
 
-def _check_drain(settings: Settings) -> None:
-    budget = settings.http.request_timeout_s
-    waits = {
-        "model.deployment.graceful_shutdown_timeout_s": settings.model.deployment.graceful_shutdown_timeout_s,
-        "gateway.drain.graceful_shutdown_timeout_s": settings.gateway.drain.graceful_shutdown_timeout_s,
-    }
-    for key, value in waits.items():
-        if value < budget:
-            raise RenderError(
-                f"{key}={value:g} is shorter than http.request_timeout_s={budget:g}: "
-                "Serve would cut streams when it stops a replica"
-            )
-
-
 def _ray_resources(settings: Settings) -> dict[str, int]:
     """Ray CPUs/GPUs a worker advertises so that exactly one model replica fits."""
     if settings.http.topology != "colocated":
@@ -182,7 +168,6 @@ def _ray_resources(settings: Settings) -> dict[str, int]:
 def rayservice_patch(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     """JSON 6902 operations that put ``config`` and the numbers it implies into the RayService."""
     settings = validate_args(config["applications"][0]["args"])
-    _check_drain(settings)
     auto = settings.model.deployment.autoscaling
     resources = _ray_resources(settings)
     max_generation_s = settings.http.request_timeout_s

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from serving.api.chat_completion.protocol import ChatCompletionRequest, ChatCompletionResponse
 from serving.api.chat_completion.serving import ROUTE, OpenAIServingChat
-from serving.api.common.http import request_context, respond
+from serving.core.http import request_context, respond
 
 
 def build_router(serving: OpenAIServingChat, served_model: str) -> APIRouter:

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_serializer, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from serving.api.common.protocol import (
+from serving.core.protocol import (
     FinishReason,
     OpenAIRequestModel,
     OpenAIResponseModel,

@@ -16,13 +16,13 @@ from serving.api.chat_completion.protocol import (
     TokenLogprobEntry,
     TopLogprobEntry,
 )
-from serving.api.common.pipeline import Generation, GenerationPipeline, finish_reason
-from serving.api.common.protocol import now, usage
+from serving.core.pipeline import Generation, GenerationPipeline
+from serving.core.protocol import now, usage
 from serving.api.common.sampling import include_usage, sampling_options
-from serving.api.common.sse import DONE, sse_error, sse_event
+from serving.core.sse import DONE, sse_error, sse_event
 from serving.engine.protocol import GenerateRequest, SamplingDefaults, TokenLogprob
 from serving.errors import ServingError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 
 ROUTE = "/v1/chat/completions"
 
@@ -139,7 +139,7 @@ class OpenAIServingChat:
                 for choice in out.choices:
                     if choice.text or choice.logprobs:
                         yield chunk(choice.index, DeltaMessage(content=choice.text), lp=choice.logprobs)
-                    reason = finish_reason(choice)
+                    reason = choice.finish_reason
                     if reason is not None:
                         yield chunk(choice.index, DeltaMessage(), finish=reason)
             if with_usage:

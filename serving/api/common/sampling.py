@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from serving.api.common.protocol import SamplingFields
+from serving.core.protocol import SamplingFields
 from serving.engine.protocol import SamplingDefaults, SamplingOptions
 
 # OpenAI's defaults where the request and the model leave a parameter out.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from serving.api.common.http import request_context, respond
+from serving.core.http import request_context, respond
 from serving.api.completion.protocol import CompletionRequest, CompletionResponse
 from serving.api.completion.serving import ROUTE, OpenAIServingCompletion
 

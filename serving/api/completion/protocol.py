@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from serving.api.common.protocol import FinishReason, OpenAIResponseModel, SamplingFields, Usage
+from serving.core.protocol import FinishReason, OpenAIResponseModel, SamplingFields, Usage
 
 MAX_COMPLETION_LOGPROBS = 5
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions

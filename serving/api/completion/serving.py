@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import AsyncIterator
 
-from serving.api.common.pipeline import Generation, GenerationPipeline, finish_reason
-from serving.api.common.protocol import now, usage
+from serving.core.pipeline import Generation, GenerationPipeline
+from serving.core.protocol import now, usage
 from serving.api.common.sampling import include_usage, sampling_options
-from serving.api.common.sse import DONE, sse_error, sse_event
+from serving.core.sse import DONE, sse_error, sse_event
 from serving.api.completion.protocol import (
     CompletionChoice,
     CompletionLogprobs,
@@ -16,7 +16,7 @@ from serving.api.completion.protocol import (
 )
 from serving.engine.protocol import GenerateRequest, SamplingDefaults, TokenLogprob
 from serving.errors import InvalidRequestError, ServingError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 
 ROUTE = "/v1/completions"
 
@@ -117,7 +117,7 @@ class OpenAIServingCompletion:
                     yield chunk(index, body.prompt_text(), None, None)
             async for out in outputs:
                 for choice in out.choices:
-                    reason = finish_reason(choice)
+                    reason = choice.finish_reason
                     if choice.text or choice.logprobs or reason is not None:
                         yield chunk(choice.index, choice.text, reason, choice.logprobs)
             if with_usage:

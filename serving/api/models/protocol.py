@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from serving.api.common.protocol import OpenAIResponseModel
+from serving.core.protocol import OpenAIResponseModel
 from serving.engine.protocol import ModelInfo
 
 

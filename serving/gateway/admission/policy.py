@@ -16,9 +16,10 @@ from typing import Callable
 
 from serving.engine.protocol import EngineLoad, GenerateRequest
 from serving.errors import OverloadedError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.gateway.metrics import ALLOWED, DENIED, GatewayMetrics
-from serving.gateway.settings import AdmissionSettings
+from serving.config.gateway import AdmissionSettings
 
 RETRY_AFTER = "retry-after"
 OVERLOADED_ANNOTATION = "overloaded"  # ctx.annotations flag set on an overload refusal
@@ -91,5 +92,5 @@ class AdmissionPolicy:
             raise
         return None
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         self.controller.release(ctx.response_id)

@@ -27,7 +27,7 @@ from typing import Callable
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from serving.gateway.settings import TierLimits
+from serving.config.gateway import TierLimits
 
 log = logging.getLogger(__name__)
 

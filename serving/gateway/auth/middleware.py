@@ -1,27 +1,28 @@
 """An ASGI middleware that requires a known API key on every path but a few public ones.
 
 Deny by default: every request needs a key unless the path *as the router sees it*
-(``root_path`` stripped, see ``serving.api.common.routing``) is exactly one of the
+(``root_path`` stripped, see ``serving.core.routing``) is exactly one of the
 public paths — health, readiness and the OpenAPI schema, for probes and tooling. A
 route prefix, a doubled slash or an unknown path therefore cannot reach a route
 unauthenticated. It runs before the body is read, so a client without a key never
 holds the server waiting for its body.
 
-The identity it found (the short key id, never the key) is left in the scope's state;
-``AuthPolicy`` and routes outside the generation pipeline (feedback, ...) read it there.
+This is the one place a key is checked. The identity it found (the short key id and the
+key's tier, never the key) is left in the scope's state, where the request context of
+every route picks it up (``serving.core.http.request_context``, ``RouteGuard``).
 """
 
 from __future__ import annotations
 
 from typing import Any, Awaitable, Callable
 
-from serving.api.common.http import send_error_response
-from serving.api.common.routing import route_path
+from serving.core.http import send_error_response
+from serving.core.routing import route_path
 from serving.errors import AuthenticationError
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.auth.policy import INVALID_MESSAGE, MISSING_MESSAGE, presented_key
-from serving.gateway.hooks import AUTHENTICATED_KEY_ID
-from serving.gateway.metrics import DENIED, GatewayMetrics
+from serving.core.context import AUTHENTICATED_KEY_ID, AUTHENTICATED_TIER
+from serving.gateway.metrics import ALLOWED, DENIED, GatewayMetrics
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
@@ -38,11 +39,13 @@ class APIKeyMiddleware:
         *,
         store: KeyStore,
         metrics: GatewayMetrics,
+        default_tier: str = "default",
         public_paths: frozenset[str] = PUBLIC_PATHS,
     ) -> None:
         self.app = app
         self.store = store
         self.metrics = metrics
+        self.default_tier = default_tier
         self.public_paths = public_paths
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -58,8 +61,11 @@ class APIKeyMiddleware:
             error = AuthenticationError(INVALID_MESSAGE)
             reason = "invalid"
         else:
-            # Routes outside the generation pipeline (feedback, ...) see who is calling.
-            scope.setdefault("state", {})[AUTHENTICATED_KEY_ID] = record.key_id
+            tier = record.tier or self.default_tier
+            state = scope.setdefault("state", {})
+            state[AUTHENTICATED_KEY_ID] = record.key_id
+            state[AUTHENTICATED_TIER] = tier
+            self.metrics.decision("auth", ALLOWED, tier=tier, key_id=record.key_id)
             await self.app(scope, receive, send)
             return
         self.metrics.decision("auth", DENIED, reason)

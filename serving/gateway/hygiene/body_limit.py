@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
-from serving.api.common.http import send_error_response
-from serving.api.common.routing import serves
+from serving.core.http import send_error_response
+from serving.core.routing import serves
 from serving.errors import BodyReadTimeoutError, PayloadTooLargeError
 
 Scope = dict[str, Any]

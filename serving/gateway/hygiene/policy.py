@@ -6,10 +6,11 @@ import dataclasses
 
 from serving.engine.protocol import GenerateRequest
 from serving.errors import ContextLengthExceededError, InvalidRequestError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.gateway.metrics import CLAMPED, DENIED, GatewayMetrics
 from serving.gateway.request_view import view_of
-from serving.gateway.settings import HygieneSettings
+from serving.config.gateway import HygieneSettings
 
 
 class HygienePolicy:
@@ -55,5 +56,5 @@ class HygienePolicy:
         self.metrics.decision(self.name, CLAMPED, "max_tokens", tier=ctx.tier, key_id=ctx.key_id)
         return dataclasses.replace(gen, sampling=dataclasses.replace(gen.sampling, max_tokens=cap))
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         return None

@@ -17,13 +17,14 @@ from serving.engine.protocol import GenerateRequest, ModelInfo
 from serving.errors import RateLimitError, ServiceUnavailableError
 from serving.gateway.admission.policy import OVERLOADED_ANNOTATION
 from serving.gateway.auth.keys import KeyStore
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.gateway.limits.buckets import CONCURRENCY, REQUESTS, TOKENS, TOO_LARGE, Decision, Limits
 from serving.gateway.limits.headers import duration, rate_limit_headers, retry_after
 from serving.gateway.limits.store import Limiter, LimiterUnavailable
 from serving.gateway.metrics import ALLOWED, DENIED, FAILED_CLOSED, FAILED_OPEN, GatewayMetrics
 from serving.gateway.request_view import RequestView, view_of
-from serving.gateway.settings import LimitsSettings, TierLimits
+from serving.config.gateway import LimitsSettings, TierLimits
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class RateLimitPolicy:
             f"rate limiter {self.limiter.name} unavailable: {exc}", headers=retry
         ) from exc
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         """Settle the reservation with the real usage (on abort: what was generated so far).
 
         The release runs in its own task: a request that ends because its client went
@@ -179,6 +180,7 @@ class RateLimitPolicy:
         if held is None:
             return
         key, reservation, prompt_estimate = held
+        prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
         if prompt_tokens == 0 and ctx.annotations.get("outcome") == "aborted":
             prompt_tokens = prompt_estimate  # the client left before the first output: the prompt was sent
         release = asyncio.ensure_future(

@@ -9,13 +9,14 @@ import uuid
 import pytest
 
 from serving.engine.protocol import GenerateRequest, ModelInfo, SamplingOptions
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 from serving.gateway.limits.buckets import Limits
 from serving.gateway.limits.policy import LimiterUnavailableError, LimitResolver, RateLimitPolicy
 from serving.gateway.limits.ray_store import RayLimiter
 from serving.gateway.limits.store import LimiterUnavailable
 from serving.gateway.metrics import GatewayMetrics
-from serving.gateway.settings import LimitsSettings, TierLimits
+from serving.config.gateway import LimitsSettings, TierLimits
+from serving.core.result import RequestResult
 
 NAMESPACE = "gateway-tests"
 
@@ -162,12 +163,12 @@ async def test_restarted_actor_answers_and_the_policy_does_not_crash(actor_name)
     assert ray.get_actor(actor_name, namespace=NAMESPACE) is not None  # the same name, restarted
     # Settling reservations the old actor held (and any admitted meanwhile) does not crash.
     for ctx in (held, *admitted):
-        await policy.after(ctx, 3, 4)
+        await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=3, completion_tokens=4))
     assert await _eventually(lambda: _in_flight_is(limiter, "k", 0))  # timed-out attempts were released
     fresh = _ctx(1000)
     await policy.before(fresh)
     assert await limiter.in_flight("k") == 1
-    await policy.after(fresh, 3, 4)
+    await policy.after(fresh, RequestResult(started=0.0, prompt_tokens=3, completion_tokens=4))
     assert await limiter.in_flight("k") == 0
     assert metrics.count("rate_limit", "failed_open") == 0  # fail closed while it restarted
     assert metrics.count("rate_limit", "failed_closed") == refused

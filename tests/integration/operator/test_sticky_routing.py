@@ -13,7 +13,7 @@ import time
 import httpx
 import pytest
 
-from serving.context.settings import StickyRoutingSettings
+from serving.config.context import StickyRoutingSettings
 
 APP = "sticky-probe"
 

@@ -8,13 +8,14 @@ from typing import AsyncIterator
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app, plus
 from serving.config.settings import Settings
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import ChoiceDelta, GenerateOutput
 from serving.errors import RateLimitError
-from serving.gateway.hooks import RequestContext
-from serving.model.generation_defaults import sampling_defaults
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
+from serving.engine.generation_defaults import sampling_defaults
 
 MODEL = "fake-model"
 
@@ -32,7 +33,7 @@ def events(text: str) -> list[str]:
 
 
 async def test_stream_with_usage_and_two_choices() -> None:
-    async with client_for(build_openai_app(Settings(), FakeEngine())) as client:
+    async with client_for(build_app(Settings(), FakeEngine())) as client:
         response = await client.post("/v1/chat/completions", json=chat_body(stream=True, n=2, stream_options={"include_usage": True}))
     data = events(response.text)
     assert data[-1] == "[DONE]"
@@ -50,7 +51,7 @@ async def test_stream_with_usage_and_two_choices() -> None:
 
 async def test_failure_mid_stream_ends_with_error_event_then_done() -> None:
     engine = FakeEngine(FakeEngineConfig(fail_after_tokens=2))
-    async with client_for(build_openai_app(Settings(), engine)) as client:
+    async with client_for(build_app(Settings(), engine)) as client:
         response = await client.post("/v1/chat/completions", json=chat_body(stream=True))
     data = events(response.text)
     assert response.status_code == 200
@@ -61,7 +62,7 @@ async def test_failure_mid_stream_ends_with_error_event_then_done() -> None:
 
 async def test_failure_before_first_token_is_plain_500_without_internals() -> None:
     engine = FakeEngine(FakeEngineConfig(fail_after_tokens=0))
-    async with client_for(build_openai_app(Settings(), engine)) as client:
+    async with client_for(build_app(Settings(), engine)) as client:
         response = await client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 500
     assert "fake" not in response.json()["error"]["message"]
@@ -70,7 +71,7 @@ async def test_failure_before_first_token_is_plain_500_without_internals() -> No
 async def test_deadline_cuts_slow_generation_with_504() -> None:
     engine = FakeEngine(FakeEngineConfig(token_delay_s=0.5))
     settings = Settings(http={"request_timeout_s": 0.2})
-    async with client_for(build_openai_app(settings, engine)) as client:
+    async with client_for(build_app(settings, engine)) as client:
         response = await client.post("/v1/chat/completions", json=chat_body())
     assert response.status_code == 504
     assert response.json()["error"]["code"] == "timeout"
@@ -91,13 +92,13 @@ class CountingPolicy:
             raise RateLimitError("slow down", headers={"Retry-After": "3"})
         return None
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
-        self.after_calls.append((prompt_tokens, completion_tokens))
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
+        self.after_calls.append((result.prompt_tokens, result.completion_tokens))
 
 
 async def test_policy_headers_refusal_and_usage_accounting() -> None:
     policy = CountingPolicy()
-    app = build_openai_app(Settings(), FakeEngine(), policies=[policy])
+    app = build_app(Settings(), FakeEngine(), features=plus(policies=[policy]))
     async with client_for(app) as client:
         ok = await client.post("/v1/chat/completions", json=chat_body())
         refused = await client.post("/v1/chat/completions", json=chat_body())
@@ -126,7 +127,9 @@ class CutAfterFirstToken:
 
 async def test_stream_hook_can_end_a_stream_with_content_filter() -> None:
     engine = FakeEngine()
-    app = build_openai_app(Settings(), engine, stream_hooks=[CutAfterFirstToken()])
+    # Without output moderation: its hold-back would keep the first delta from the test's hook.
+    settings = Settings(moderation={"enabled": False})
+    app = build_app(settings, engine, features=plus(stream_hooks=[CutAfterFirstToken()]))
     async with client_for(app) as client:
         whole = await client.post("/v1/chat/completions", json=chat_body())
         streamed = await client.post("/v1/chat/completions", json=chat_body(stream=True))
@@ -148,7 +151,7 @@ async def test_stream_hook_can_end_a_stream_with_content_filter() -> None:
     ],
 )
 async def test_validation_errors_name_the_parameter(body, param, code) -> None:
-    async with client_for(build_openai_app(Settings(), FakeEngine())) as client:
+    async with client_for(build_app(Settings(), FakeEngine())) as client:
         response = await client.post("/v1/chat/completions", json=body)
     assert response.status_code == 400
     error = response.json()["error"]
@@ -156,7 +159,7 @@ async def test_validation_errors_name_the_parameter(body, param, code) -> None:
 
 
 async def test_completions_prompt_list_of_one_and_of_two() -> None:
-    async with client_for(build_openai_app(Settings(), FakeEngine())) as client:
+    async with client_for(build_app(Settings(), FakeEngine())) as client:
         one = await client.post("/v1/completions", json={"model": MODEL, "prompt": ["a b"], "max_tokens": 2})
         two = await client.post("/v1/completions", json={"model": MODEL, "prompt": ["a", "b"]})
     assert one.status_code == 200 and one.json()["choices"][0]["finish_reason"] == "length"
@@ -164,7 +167,7 @@ async def test_completions_prompt_list_of_one_and_of_two() -> None:
 
 
 async def test_request_id_generated_or_echoed() -> None:
-    async with client_for(build_openai_app(Settings(), FakeEngine())) as client:
+    async with client_for(build_app(Settings(), FakeEngine())) as client:
         given = await client.get("/v1/models", headers={"x-request-id": "abc-1"})
         hostile = await client.get("/v1/models", headers={"x-request-id": "bad id <script>"})
     assert given.headers["x-request-id"] == "abc-1"
@@ -185,7 +188,7 @@ def engine_for_folder(tmp_path, generation: dict | None = None, **config) -> Fak
 
 async def test_omitted_sampling_reaches_the_engine_with_the_folders_defaults(tmp_path) -> None:
     engine = engine_for_folder(tmp_path)
-    async with client_for(build_openai_app(Settings(), engine)) as client:
+    async with client_for(build_app(Settings(), engine)) as client:
         chat = await client.post("/v1/chat/completions", json=chat_body())
         completion = await client.post("/v1/completions", json={"model": MODEL, "prompt": "a b"})
     assert chat.status_code == completion.status_code == 200
@@ -195,7 +198,7 @@ async def test_omitted_sampling_reaches_the_engine_with_the_folders_defaults(tmp
 
 async def test_settings_override_the_folder_and_the_client_overrides_both(tmp_path) -> None:
     engine = engine_for_folder(tmp_path, generation={"temperature": 0.6})
-    async with client_for(build_openai_app(Settings(), engine)) as client:
+    async with client_for(build_app(Settings(), engine)) as client:
         await client.post("/v1/chat/completions", json=chat_body())
         await client.post("/v1/chat/completions", json=chat_body(temperature=0, top_p=1))
     assert [(r.sampling.temperature, r.sampling.top_p) for r in engine.requests] == [(0.6, 0.8), (0.0, 1.0)]
@@ -203,7 +206,7 @@ async def test_settings_override_the_folder_and_the_client_overrides_both(tmp_pa
 
 async def test_chat_without_max_tokens_is_capped_completions_keep_16(tmp_path) -> None:
     engine = engine_for_folder(tmp_path, reply=LONG_REPLY, max_model_len=2048)
-    async with client_for(build_openai_app(Settings(), engine)) as client:
+    async with client_for(build_app(Settings(), engine)) as client:
         capped = await client.post("/v1/chat/completions", json=chat_body())
         asked = await client.post("/v1/chat/completions", json=chat_body(max_completion_tokens=520))
         completion = await client.post("/v1/completions", json={"model": MODEL, "prompt": "a b"})
@@ -216,7 +219,7 @@ async def test_chat_without_max_tokens_is_capped_completions_keep_16(tmp_path) -
 async def test_the_cap_never_makes_a_long_prompt_a_400_but_an_explicit_max_tokens_does(tmp_path) -> None:
     engine = engine_for_folder(tmp_path, reply=LONG_REPLY, max_model_len=128)  # the 512 cap exceeds it
     long_prompt = [{"role": "user", "content": " ".join(["word"] * 100)}]  # 103 tokens: 25 left
-    async with client_for(build_openai_app(Settings(), engine)) as client:
+    async with client_for(build_app(Settings(), engine)) as client:
         defaulted = await client.post("/v1/chat/completions", json=chat_body(messages=long_prompt))
         explicit = await client.post("/v1/chat/completions", json=chat_body(messages=long_prompt, max_tokens=50))
     assert defaulted.status_code == 200

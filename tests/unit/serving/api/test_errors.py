@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app
 from serving.config.settings import Settings
 from serving.engine.fake import FakeEngine
 
@@ -30,7 +30,7 @@ async def asgi_get(app, path: str) -> tuple[int, bytes]:
 
 
 async def test_an_echoed_lone_surrogate_does_not_turn_a_404_into_a_500() -> None:
-    status, body = await asgi_get(build_openai_app(Settings(), FakeEngine()), "/v1/models/x\ud800y")
+    status, body = await asgi_get(build_app(Settings(), FakeEngine()), "/v1/models/x\ud800y")
     assert status == 404
     error = json.loads(body)["error"]
     assert error["code"] == "model_not_found" and "x\ufffdy" in error["message"]

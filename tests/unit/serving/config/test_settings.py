@@ -167,3 +167,29 @@ def test_gpus_that_do_not_match_the_engine_are_refused(engine: dict, num_gpus: f
 def test_a_fractional_gpu_stays_possible_for_a_small_model() -> None:
     model = load_settings({"model": {"engine": {"device": "cuda"}, "deployment": {"num_gpus": 0.5}}}).model
     assert model.replica_gpus == 0.5
+
+
+def test_a_stopping_replica_must_outwait_the_request_deadline() -> None:
+    for section in ({"model": {"deployment": {"graceful_shutdown_timeout_s": 299}}},
+                    {"gateway": {"drain": {"graceful_shutdown_timeout_s": 299}}}):
+        with pytest.raises(ValidationError, match="would cut streams"):
+            load_settings(section)
+    # Lowering the deadline with them is fine.
+    load_settings({"http": {"request_timeout_s": 30},
+                   "model": {"deployment": {"graceful_shutdown_timeout_s": 30}},
+                   "gateway": {"drain": {"graceful_shutdown_timeout_s": 30}}})
+
+
+def test_shipped_defaults_and_every_overlay_keep_the_cross_section_rules() -> None:
+    from serving.tools import render_serve_config as gen
+
+    settings = [Settings(), load_settings(path=SERVE_CONFIG)]
+    found = gen.targets(REPO)
+    assert {t.name for t in found} >= {"base", "cpu-dev", "gpu-prod"}
+    for target in found:
+        config = gen.serve_config_for(target, REPO)
+        settings.append(gen.validate_args(config["applications"][0]["args"]))
+    for s in settings:
+        assert s.model.deployment.graceful_shutdown_timeout_s >= s.http.request_timeout_s
+        assert s.gateway.drain.graceful_shutdown_timeout_s >= s.http.request_timeout_s
+        assert s.proxy_request_timeout_s() > s.http.request_timeout_s + s.gateway.hygiene.body_read_timeout_s

@@ -7,12 +7,12 @@ import dataclasses
 import pytest
 
 from serving.context.policy import DROPPED_MESSAGES_HEADER, DROPPED_TOKENS_HEADER, ContextWindowPolicy
-from serving.context.settings import ContextSettings
+from serving.config.context import ContextSettings
 from serving.context.tokens import engine_token_counter
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import GenerateRequest, SamplingOptions
 from serving.errors import ContextLengthExceededError
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 
 WINDOW = 100
 ENGINE = FakeEngine(FakeEngineConfig(max_model_len=WINDOW))  # counts words + 3 per message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from serving.context.routing import SessionAffinityRouter, affinity_rank
-from serving.context.settings import ROUTER_CLASS, StickyRoutingSettings
+from serving.config.context import ROUTER_CLASS, StickyRoutingSettings
 
 
 def test_rank_is_stable_and_spreads_sessions() -> None:

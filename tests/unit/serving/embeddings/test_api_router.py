@@ -14,7 +14,7 @@ from serving.api.errors import register_error_handlers
 from serving.embeddings.api_router import BATCH_SIZE_HEADER, build_router
 from serving.embeddings.client import LocalEmbedder
 from serving.embeddings.service import EmbeddingsService
-from serving.embeddings.settings import EmbeddingsSettings
+from serving.config.embeddings import EmbeddingsSettings
 from tests.unit.serving.embeddings.minilm import shared_embedder
 
 

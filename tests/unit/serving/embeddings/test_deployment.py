@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 import serving.embeddings.deployment as d
-from serving.embeddings.settings import EmbeddingsSettings
-from serving.privacy.settings import PrivacySettings
+from serving.config.embeddings import EmbeddingsSettings
+from serving.config.privacy import PrivacySettings
 
 
 def test_the_embeddings_replica_installs_redaction(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app
 from serving.config.settings import Settings
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.special_tokens import check_messages, special_token_strings
@@ -39,7 +39,7 @@ def test_special_token_strings_include_added_special_tokens_only() -> None:
 
 
 def client_for(engine: FakeEngine) -> httpx.AsyncClient:
-    app = build_openai_app(Settings(), engine)
+    app = build_app(Settings(), engine)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 

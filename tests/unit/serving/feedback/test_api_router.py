@@ -7,10 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
-from serving.operator_loop import build_operator
+from tests.unit.apps import build_app
 
 
 @pytest.fixture
@@ -20,10 +19,9 @@ def app_and_op(db_url: str):
          "model": {"version": "v7"}}
     )
     engine = FakeEngine()
-    op = build_operator(settings, engine)
-    app = build_openai_app(settings, engine, policies=op.policies, stream_hooks=op.stream_hooks, extra_routers=op.routers)
+    app = build_app(settings, engine)
+    op = app.state.extensions
     yield app, op
-    op.close()
 
 
 @pytest.fixture

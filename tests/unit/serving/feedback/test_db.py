@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from serving.feedback.db import create_db_engine
-from serving.feedback.settings import FeedbackSettings
+from serving.config.feedback import FeedbackSettings
 from serving.feedback.store import FeedbackStore
 
 URL = "postgresql+psycopg://llm_serving@postgres.llm-serving.svc:5432/feedback"

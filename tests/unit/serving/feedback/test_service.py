@@ -11,10 +11,9 @@ import time
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
-from serving.operator_loop import build_operator
+from tests.unit.apps import build_app
 from tests.unit.serving.feedback.conftest import record
 
 GRACE_S = 1.0  # feedback.lookup_grace_s (the default)
@@ -48,10 +47,9 @@ class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
 def app_and_store(db_url: str):
     settings = load_settings({"feedback": {"database_url": db_url, "lookup_grace_s": GRACE_S}})
     engine = FakeEngine()
-    op = build_operator(settings, engine)
-    app = build_openai_app(settings, engine, policies=op.policies, stream_hooks=op.stream_hooks, extra_routers=op.routers)
+    app = build_app(settings, engine)
+    op = app.state.extensions
     yield app, op.components["feedback_store"]
-    op.close()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from serving.engine.protocol import GenerateRequest, SamplingOptions
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 from serving.gateway.metrics import GatewayMetrics
 
 _ids = itertools.count(1)

@@ -13,10 +13,9 @@ from pathlib import Path
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app, gateway_of
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
-from serving.gateway.build import build_gateway
 from serving.gateway.limits.store import LocalLimiter
 
 KEY = "sk-fuzz-0123456789abcdef"
@@ -37,8 +36,9 @@ def _fuzz_app():
         }
     )
     engine = FakeEngine()
-    gateway = build_gateway(config, engine, limiter=LocalLimiter())
-    return build_openai_app(config, engine, policies=gateway.policies, middlewares=gateway.middlewares)
+    app = build_app(config, engine, overrides={"limiter": LocalLimiter()})
+    gateway = gateway_of(app)
+    return app
 
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _fuzz_app())

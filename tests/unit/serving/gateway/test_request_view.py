@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from serving.api.chat_completion.protocol import ChatCompletionRequest
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 from serving.gateway.request_view import RequestView, view_of
 
 

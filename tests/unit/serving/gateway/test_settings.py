@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from serving.config.settings import load_settings
 from serving.gateway.drain import drain_deployment_options
-from serving.gateway.settings import GatewaySettings, TierLimits
+from serving.config.gateway import GatewaySettings, TierLimits
 
 
 def test_defaults_are_open_and_unlimited():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.model.generation_defaults import read_generation_defaults
+from serving.engine.generation_defaults import read_generation_defaults
 from serving.model.hf_files import save_generation_config
 from serving.model.prepare import DEFAULT_MODEL_SAMPLING
 

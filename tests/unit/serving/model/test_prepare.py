@@ -11,7 +11,7 @@ from safetensors import safe_open
 from serving.config.settings import DEFAULT_MODEL_ID, ModelSettings
 from serving.model import prepare, source
 from serving.model.folder import MARKER_NAME, ModelFolderError, read_marker
-from serving.model.generation_defaults import read_generation_defaults
+from serving.engine.generation_defaults import read_generation_defaults
 
 from .conftest import make_fake_model_folder
 

@@ -9,7 +9,7 @@ import pytest
 
 from serving.model import tiny
 from serving.model.folder import MARKER_NAME, read_marker
-from serving.model.generation_defaults import read_generation_defaults
+from serving.engine.generation_defaults import read_generation_defaults
 
 
 def test_config_agrees_with_the_tokenizer(tiny_dir: Path) -> None:

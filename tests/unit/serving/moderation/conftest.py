@@ -1,4 +1,4 @@
-"""Helpers of the moderation unit tests: settings, a scripted engine, the app with the operator loop."""
+"""Helpers of the moderation unit tests: settings, a scripted engine, the production app."""
 
 from __future__ import annotations
 
@@ -7,18 +7,18 @@ from typing import Any, Callable
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
 from serving.config.settings import load_settings
+from serving.core.extension import Composition
 from serving.engine.fake import FakeEngine, FakeEngineConfig
-from serving.operator_loop import Operator, build_operator
+from tests.unit.apps import build_app
 
 UNSAFE_RULE = {"category": "test/unsafe", "terms": ["forbidden phrase"]}
 
 
 @pytest.fixture
-def make_client(tmp_path) -> Callable[..., tuple[httpx.AsyncClient, FakeEngine, Operator]]:
-    """``make_client(overrides, reply=..., **engine_kwargs)``: an in-process app client."""
-    operators: list[Operator] = []
+def make_client(tmp_path) -> Callable[..., tuple[httpx.AsyncClient, FakeEngine, Composition]]:
+    """``make_client(overrides, reply=..., **engine_kwargs)``: an in-process app client, the
+    engine, and the app's composed extensions."""
 
     def make(overrides: dict[str, Any] | None = None, **engine_kwargs: Any):
         values = {"feedback": {"enabled": False}, "moderation": {"rules": [UNSAFE_RULE]}}
@@ -26,14 +26,8 @@ def make_client(tmp_path) -> Callable[..., tuple[httpx.AsyncClient, FakeEngine, 
             values[key] = {**values.get(key, {}), **value}
         settings = load_settings(values)
         engine = FakeEngine(FakeEngineConfig(**engine_kwargs))
-        op = build_operator(settings, engine)
-        operators.append(op)
-        app = build_openai_app(
-            settings, engine, policies=op.policies, stream_hooks=op.stream_hooks, extra_routers=op.routers
-        )
+        app = build_app(settings, engine)
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
-        return client, engine, op
+        return client, engine, app.state.extensions
 
-    yield make
-    for op in operators:
-        op.close()
+    return make

@@ -7,7 +7,7 @@ import pytest
 from serving.moderation.classifier import LocalClassifier, SimilarityScorer, sentences
 from serving.moderation.metrics import ModerationMetrics
 from serving.moderation.policy import ModerationPolicy
-from serving.moderation.settings import ClassifierSettings, ModerationSettings
+from serving.config.moderation import ClassifierSettings, ModerationSettings
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_every_classifier_replica_installs_redaction_first(monkeypatch: pytest.M
     import asyncio
 
     import serving.moderation.classifier as classifier
-    from serving.privacy.settings import PrivacySettings
+    from serving.config.privacy import PrivacySettings
 
     seen: list = []
     monkeypatch.setattr(classifier, "install_redaction", seen.append, raising=False)

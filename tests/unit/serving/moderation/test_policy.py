@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from serving.moderation.metrics import ModerationMetrics
 from serving.moderation.policy import ModerationPolicy
-from serving.moderation.settings import ModerationSettings
+from serving.config.moderation import ModerationSettings
 
 
 def policy(**values) -> ModerationPolicy:

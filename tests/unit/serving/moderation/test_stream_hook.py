@@ -8,10 +8,10 @@ import pytest
 
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import ChoiceDelta, GenerateOutput, GenerateRequest, SamplingOptions, TokenLogprob
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
 from serving.moderation.metrics import ModerationMetrics
 from serving.moderation.policy import ModerationPolicy
-from serving.moderation.settings import ModerationSettings
+from serving.config.moderation import ModerationSettings
 from serving.moderation.stream_hook import OutputModerationHook
 
 REPLY = ("The", " answer", " is", " forbidden", " phrase", " and", " then", " more", " words", ".")

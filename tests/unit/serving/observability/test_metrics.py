@@ -136,11 +136,16 @@ def test_buckets_span_milliseconds_to_minutes() -> None:
 
 
 def test_the_pipeline_outcomes_are_all_known() -> None:
-    from serving.api.common.pipeline import outcome_for
-    from serving.errors import ContentFilterError, OverloadedError, RateLimitError, RequestTimeoutError, ServerError
+    import asyncio
 
-    errors = [None, RateLimitError("x"), OverloadedError("x"), ContentFilterError("x"), RequestTimeoutError("x"), ServerError("x")]
-    assert {outcome_for(e)[1] for e in errors} <= OUTCOMES
+    from serving.core.result import outcome_for
+    from serving.errors import (
+        ContentFilterError, EngineAbortedError, InvalidRequestError, OverloadedError, RateLimitError, RequestTimeoutError, ServerError,
+    )
+
+    errors = [None, RateLimitError("x"), OverloadedError("x"), ContentFilterError("x"), RequestTimeoutError("x"),
+              ServerError("x"), EngineAbortedError("x"), asyncio.CancelledError(), InvalidRequestError("x")]
+    assert {outcome_for(e)[1] for e in errors} == OUTCOMES
 
 
 def test_without_ray_the_default_backend_records_nowhere_and_never_fails() -> None:

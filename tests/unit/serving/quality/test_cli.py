@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 import uvicorn
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app
 from serving.config.settings import Settings
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.quality.__main__ import main
@@ -28,7 +28,7 @@ def base_url() -> Iterator[str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    app = build_openai_app(Settings(), FakeEngine(FakeEngineConfig(reply=REPLY, max_model_len=4096)))
+    app = build_app(Settings(), FakeEngine(FakeEngineConfig(reply=REPLY, max_model_len=4096)))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -4,6 +4,7 @@ from serving.config.settings import load_settings
 from serving.ray_serve.app import INGRESS_DEPLOYMENT, MODEL_DEPLOYMENT, build_app_from_settings
 
 ARGS = {
+    "http": {"request_timeout_s": 60},  # a stopping replica must outwait it (graceful 77 >= 60)
     "model": {
         "deployment": {
             "max_ongoing_requests": 48,
@@ -34,7 +35,7 @@ def test_colocated_app_is_one_model_deployment_with_options() -> None:
 
 
 def test_split_app_is_ingress_bound_to_model_deployment() -> None:
-    settings = load_settings({**ARGS, "http": {"topology": "split", "ingress_replicas": 2}})
+    settings = load_settings({**ARGS, "http": {"request_timeout_s": 60, "topology": "split", "ingress_replicas": 2}})
     ingress = _deployment(build_app_from_settings(settings))
     assert ingress.name == INGRESS_DEPLOYMENT
     assert ingress._deployment_config.num_replicas == 2

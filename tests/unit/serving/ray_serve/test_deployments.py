@@ -9,6 +9,7 @@ import pytest
 
 from serving.config.settings import Settings
 from serving.engine.protocol import ModelInfo
+from serving.ray_serve import bootstrap as b
 from serving.ray_serve import deployments as d
 
 INFO = ModelInfo(id="tiny", max_model_len=128, created=0)
@@ -37,20 +38,16 @@ class _ModelHandle:
     info = _Remote(INFO)
 
 
-class _Extensions:
-    def close(self) -> None:
-        pass
-
-
 @pytest.fixture
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
     """What the constructors called, in order (logging setup, redaction)."""
     seen: list[tuple[str, Any]] = []
-    monkeypatch.setattr(d, "configure_logging", lambda logging: seen.append(("configure_logging", logging)))
-    monkeypatch.setattr(d, "install_redaction", lambda privacy: seen.append(("install_redaction", privacy)), raising=False)
-    monkeypatch.setattr(d, "VLLMEngine", _Engine)
-    monkeypatch.setattr(d, "resolve_model_path", lambda model: "/nowhere")
-    monkeypatch.setattr(d, "build_asgi", lambda *args, **kwargs: (_Extensions(), object()))
+    monkeypatch.setattr(b, "configure_logging", lambda logging: seen.append(("configure_logging", logging)))
+    monkeypatch.setattr(b, "install_redaction", lambda privacy: seen.append(("install_redaction", privacy)))
+    monkeypatch.setattr(b, "VLLMEngine", _Engine)
+    monkeypatch.setattr(b, "resolve_model_path", lambda model: "/nowhere")
+    monkeypatch.setattr(b, "engine_environment", lambda engine: {})
+    monkeypatch.setattr(d, "build_asgi", lambda *args, **kwargs: object())
     monkeypatch.setattr(d, "build_admission", lambda settings, engine: object())
     monkeypatch.setattr(d, "HandleEngine", lambda handle, info, **kwargs: _Engine())
     return seen

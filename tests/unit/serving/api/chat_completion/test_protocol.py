@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app
 from serving.config.settings import Settings
 from serving.engine.fake import FakeEngine
 
@@ -14,7 +14,7 @@ PARAM = "response_format.json_schema.schema"
 
 
 def client_for(engine: FakeEngine) -> httpx.AsyncClient:
-    app = build_openai_app(Settings(), engine)
+    app = build_app(Settings(), engine)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
 
 

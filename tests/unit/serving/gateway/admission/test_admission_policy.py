@@ -7,7 +7,8 @@ import pytest
 from serving.engine.protocol import EngineLoad
 from serving.errors import OverloadedError, error_body_for
 from serving.gateway.admission.policy import AdmissionController, AdmissionPolicy
-from serving.gateway.settings import AdmissionSettings
+from serving.config.gateway import AdmissionSettings
+from serving.core.result import RequestResult
 
 
 class Load:
@@ -45,7 +46,7 @@ async def test_burst_faster_than_engine_is_counted_locally(metrics, ctx_factory)
         await p.before(ctx)
     with pytest.raises(OverloadedError):
         await p.before(ctx_factory())
-    await p.after(admitted[0], 1, 1)
+    await p.after(admitted[0], RequestResult(started=0.0, prompt_tokens=1, completion_tokens=1))
     await p.before(ctx_factory())
     assert p.controller.in_flight == 5
 
@@ -62,8 +63,8 @@ async def test_not_enforced_only_counts(metrics, ctx_factory):
     ctx = ctx_factory()
     await p.before(ctx)
     assert p.controller.in_flight == 1
-    await p.after(ctx, 0, 0)
-    await p.after(ctx_factory(), 0, 0)  # never admitted: harmless
+    await p.after(ctx, RequestResult(started=0.0, prompt_tokens=0, completion_tokens=0))
+    await p.after(ctx_factory(), RequestResult(started=0.0, prompt_tokens=0, completion_tokens=0))  # never admitted: harmless
     assert p.controller.in_flight == 0
 
 

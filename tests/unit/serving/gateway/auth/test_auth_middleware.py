@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
-from serving.gateway.build import build_gateway
 from serving.gateway.limits.store import LocalLimiter
 
 GOOD = "sk-good-0123456789"
@@ -25,8 +24,8 @@ def app(tmp_path):
         "gateway": {"auth": {"enabled": True, "keys_file": str(keys)}, "hygiene": {"body_read_timeout_s": 60}}
     })
     engine = FakeEngine()
-    built = build_gateway(settings, engine, limiter=LocalLimiter())
-    return build_openai_app(settings, engine, policies=built.policies, middlewares=built.middlewares)
+    app = build_app(settings, engine, overrides={"limiter": LocalLimiter()})
+    return app
 
 
 async def test_no_key_is_401_before_the_body_is_read(app, hanging_client):

@@ -89,10 +89,9 @@ DEADLINE_S = 0.2
 
 def gateway_app(tmp_path, **hygiene):
     """The real app factory with the gateway built from settings (auth on, a short body deadline)."""
-    from serving.api.app import build_openai_app
+    from tests.unit.apps import build_app, gateway_of
     from serving.config.settings import load_settings
     from serving.engine.fake import FakeEngine
-    from serving.gateway.build import build_gateway
     from serving.gateway.limits.store import LocalLimiter
 
     keys = tmp_path / "keys.yaml"
@@ -104,8 +103,9 @@ def gateway_app(tmp_path, **hygiene):
         }
     })
     engine = FakeEngine()
-    built = build_gateway(settings, engine, limiter=LocalLimiter())
-    return build_openai_app(settings, engine, policies=built.policies, middlewares=built.middlewares), built
+    app = build_app(settings, engine, overrides={"limiter": LocalLimiter()})
+    built = gateway_of(app)
+    return app, built
 
 
 async def test_body_that_never_finishes_is_408_within_the_deadline(tmp_path, hanging_client):

@@ -6,7 +6,7 @@ import pytest
 
 from serving.errors import ContextLengthExceededError, InvalidRequestError
 from serving.gateway.hygiene.policy import HygienePolicy
-from serving.gateway.settings import HygieneSettings
+from serving.config.gateway import HygieneSettings
 
 
 def policy(metrics, **kw) -> HygienePolicy:

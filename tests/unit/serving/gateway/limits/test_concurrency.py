@@ -17,8 +17,9 @@ from serving.gateway.limits.buckets import LimiterCore, Limits
 from serving.gateway.limits.policy import LimitResolver, RateLimitPolicy
 from serving.gateway.limits.store import LocalLimiter
 from serving.gateway.metrics import GatewayMetrics
-from serving.gateway.settings import LimitsSettings, TierLimits
+from serving.config.gateway import LimitsSettings, TierLimits
 from serving.errors import RateLimitError
+from serving.core.result import RequestResult
 
 TPM = 2_000
 CALLERS = 64
@@ -76,7 +77,7 @@ async def test_64_concurrent_requests_through_the_policy_stay_within_tpm(limiter
         await asyncio.sleep(rng.random() / 50)
         used = prompt + rng.randint(0, max_tokens)  # a request never generates past its cap
         charged.append(used)
-        await policy.after(ctx, prompt, used - prompt)
+        await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=prompt, completion_tokens=used - prompt))
 
     await asyncio.gather(*(one(i) for i in range(CALLERS)))
     assert charged, "some requests must be admitted"

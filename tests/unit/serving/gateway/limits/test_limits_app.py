@@ -10,13 +10,12 @@ import uuid
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app, gateway_of
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import SamplingDefaults
 from serving.gateway.admission.policy import AdmissionPolicy
 from serving.gateway.auth.keys import hash_key, key_id_of
-from serving.gateway.build import build_gateway
 from serving.gateway.limits.buckets import LimiterCore
 from serving.gateway.limits.store import LimiterUnavailable, LocalLimiter
 
@@ -30,10 +29,14 @@ def app_for(tmp_path, engine: FakeEngine, limiter=None, **limits):
     keys.write_text(f"keys: [{{key: {KEY}, tier: free}}]")
     tiers = {"default": {}, "free": {"tpm": TPM, "max_concurrent": 2}}
     settings = load_settings({
-        "gateway": {"auth": {"enabled": True, "keys_file": str(keys)}, "limits": {"tiers": tiers, **limits}}
+        "gateway": {"auth": {"enabled": True, "keys_file": str(keys)}, "limits": {"tiers": tiers, **limits}},
+        # The limiter's accounting is what these tests count: no output hold-back between the
+        # engine and the client (moderation's own tests cover that with the limiter on).
+        "moderation": {"enabled": False},
     })
-    built = build_gateway(settings, engine, limiter=limiter)
-    return build_openai_app(settings, engine, policies=built.policies, middlewares=built.middlewares), built
+    app = build_app(settings, engine, overrides={"limiter": limiter})
+    built = gateway_of(app)
+    return app, built
 
 
 def chat(**body) -> dict:

@@ -12,7 +12,8 @@ from serving.gateway.auth.keys import KeyStore
 from serving.gateway.limits.buckets import LimiterCore
 from serving.gateway.limits.policy import ANNOTATION, LimitResolver, RateLimitPolicy
 from serving.gateway.limits.store import LimiterUnavailable, LocalLimiter
-from serving.gateway.settings import LimitsSettings, TierLimits
+from serving.config.gateway import LimitsSettings, TierLimits
+from serving.core.result import RequestResult
 
 HEADERS = {
     "x-ratelimit-limit-requests",
@@ -80,7 +81,7 @@ async def test_tokens_reserved_from_prompt_and_max_tokens_then_real_usage(limite
     await policy.before(ctx)
     # 40 chars / 4 + 4 per message = 14 prompt tokens, plus 2 x 300 output tokens.
     assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 14 - 600)
-    await policy.after(ctx, prompt_tokens=20, completion_tokens=30)
+    await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=20, completion_tokens=30))
     nxt = ctx_factory(key_id="k", tier="free", messages=["x" * 40], max_tokens=300, n=2)
     await policy.before(nxt)
     assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 50 - 614)
@@ -132,7 +133,7 @@ async def test_abort_before_the_first_output_charges_the_estimated_prompt(limite
     ctx = ctx_factory(key_id="k", tier="free", prompt="a" * 400, max_tokens=200)
     await policy.before(ctx)
     ctx.annotations["outcome"] = "aborted"  # the client left while the prompt was being prefilled
-    await policy.after(ctx, 0, 0)
+    await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=0, completion_tokens=0))
     nxt = ctx_factory(key_id="k", tier="free", prompt="", max_tokens=1)
     await policy.before(nxt)
     assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 100 - 1)
@@ -157,8 +158,8 @@ async def test_concurrency_released_by_after_even_on_error_paths(limiter, metric
         await policy.before(ctx_factory(key_id="k", tier="free"))
     # Concurrency only: no x-ratelimit headers (OpenAI has none for it).
     assert first.response_headers == {}
-    await policy.after(first, 0, 0)
-    await policy.after(first, 0, 0)  # a second call is harmless
+    await policy.after(first, RequestResult(started=0.0, prompt_tokens=0, completion_tokens=0))
+    await policy.after(first, RequestResult(started=0.0, prompt_tokens=0, completion_tokens=0))  # a second call is harmless
     await policy.before(ctx_factory(key_id="k", tier="free"))
 
 
@@ -175,7 +176,7 @@ async def test_unlimited_tier_never_touches_the_store(metrics, ctx_factory):
     policy = policy_for(settings(), Exploding(), metrics)
     ctx = ctx_factory(key_id="k", tier="default")
     await policy.before(ctx)
-    await policy.after(ctx, 1, 1)
+    await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=1, completion_tokens=1))
     assert ctx.response_headers == {}
 
 
@@ -217,13 +218,13 @@ async def test_store_down_fails_closed_by_default_with_503(metrics, ctx_factory)
     assert "down" not in body["message"]  # the store's error goes to the log, not the client
     assert metrics.count("rate_limit", "failed_closed", "store_unavailable") == 1
     assert metrics.unavailable[("down", "acquire", "failed_closed")] == 1
-    await policy.after(ctx, 1, 1)  # nothing was reserved: nothing to release
+    await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=1, completion_tokens=1))  # nothing was reserved: nothing to release
 
 
 async def test_store_down_fails_open_when_configured(metrics, ctx_factory):
     policy = policy_for(settings(free=TierLimits(rpm=1)), _Down(), metrics, fail_open=True)
     ctx = ctx_factory(key_id="k", tier="free")
     await policy.before(ctx)
-    await policy.after(ctx, 1, 1)
+    await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=1, completion_tokens=1))
     assert metrics.count("rate_limit", "failed_open") == 1
     assert metrics.unavailable[("down", "acquire", "failed_open")] == 1

@@ -6,9 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from serving.config.settings import load_settings
-from serving.gateway.build import build_limiter
+from serving.gateway.extension import build_limiter
 from serving.gateway.limits.store import LocalLimiter
-from serving.gateway.settings import LimitsSettings
+from serving.config.gateway import LimitsSettings
 
 
 def test_defaults_fail_closed_and_pick_the_store_automatically():

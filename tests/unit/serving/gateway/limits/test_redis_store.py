@@ -9,16 +9,16 @@ import uuid
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app, gateway_of
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
 from serving.gateway.auth.keys import hash_key, key_id_of
-from serving.gateway.build import build_gateway, build_limiter
+from serving.gateway.extension import build_limiter
 from serving.gateway.limits.buckets import CONCURRENCY, REQUESTS, TOKENS, TOO_LARGE, LimiterCore, Limits
 from serving.gateway.limits.policy import RateLimitPolicy
 from serving.gateway.limits.redis_store import RedisLimiter
 from serving.gateway.limits.store import LimiterUnavailable, LocalLimiter
-from serving.gateway.settings import LimitsSettings
+from serving.config.gateway import LimitsSettings
 
 LEASE = 900.0
 
@@ -134,10 +134,10 @@ async def test_redis_down_mid_test_fails_closed_with_503(tmp_path, redis_server)
                    "store": "redis", "redis_url": redis_server.url, "store_timeout_s": 0.5},
     }})
     engine = FakeEngine()
-    built = build_gateway(settings, engine)
+    app = build_app(settings, engine)
+    built = gateway_of(app)
     policy = next(p for p in built.policies if isinstance(p, RateLimitPolicy))
     assert isinstance(policy.limiter, RedisLimiter)
-    app = build_openai_app(settings, engine, policies=built.policies, middlewares=built.middlewares)
     request = {
         "url": "/v1/chat/completions",
         "headers": {"authorization": f"Bearer {KEY}"},

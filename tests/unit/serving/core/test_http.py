@@ -9,12 +9,14 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
-from serving.api.app import build_openai_app
+from serving.core.extension import Extension, Feature
+from serving.extensions import FEATURES
+from tests.unit.apps import build_app
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
 from serving.gateway.auth.keys import hash_key
-from serving.gateway.build import build_gateway
-from serving.gateway.hooks import RequestContext
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.gateway.limits.store import LocalLimiter
 
 SECRET = "sk-secret-0123456789abcdef"
@@ -29,7 +31,7 @@ class CapturePolicy:
     async def before(self, ctx: RequestContext) -> None:
         self.seen.append(ctx)
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         return None
 
 
@@ -66,9 +68,9 @@ async def test_context_keeps_no_api_key(tmp_path, auth, header):
     keys.write_text(f"keys: [{{key: {SECRET}, tier: pro}}]")
     settings = load_settings({"gateway": {"auth": {"enabled": auth, "keys_file": str(keys)}}})
     engine = FakeEngine()
-    built = build_gateway(settings, engine, limiter=LocalLimiter())
     capture = CapturePolicy()
-    app = build_openai_app(settings, engine, policies=[*built.policies, capture], middlewares=built.middlewares)
+    features = (*FEATURES, Feature("capture", lambda _: Extension(policies=[capture])))
+    app = build_app(settings, engine, features=features, overrides={"limiter": LocalLimiter()})
     value = f"Bearer {SECRET}" if header == "authorization" else SECRET
     body = {"model": "fake-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:

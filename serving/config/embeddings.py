@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from serving.config.base import StrictModel
 
 
-class EmbeddingsSettings(BaseModel):
+class EmbeddingsSettings(StrictModel):
     """The sentence-embedding model, its Serve deployment and its request batching."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Deploy the embeddings model and serve /v1/embeddings.")
     model_id: str = Field("all-MiniLM-L6-v2", min_length=1, description="The model id clients send.")

@@ -1,22 +1,18 @@
-"""Where gateway policies plug into the request path.
-
-The OpenAI serving layer runs every ``RequestPolicy`` before the engine sees a
-request (auth, limits, admission, input moderation, context policy) and wraps the
-engine's output stream with every ``StreamHook`` (output moderation, accounting).
-Policies raise ``serving.errors.ClientError`` subclasses to refuse a request.
-"""
+"""What one request is while it runs: the context every policy and hook reads and annotates."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Mapping, Protocol
+from typing import Any, Mapping
 
-from serving.engine.protocol import GenerateOutput, GenerateRequest
+from serving.engine.protocol import GenerateRequest
 
 # Headers that carry an API key: never kept on a RequestContext.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
 # Where the API key middleware leaves the short id of the key it accepted (ASGI scope state).
 AUTHENTICATED_KEY_ID = "key_id"
+# ... and the tier of that key.
+AUTHENTICATED_TIER = "key_tier"
 
 
 def without_credentials(headers: Mapping[str, str]) -> dict[str, str]:
@@ -29,7 +25,7 @@ class RequestContext:
     """What policies may read and annotate about one request (no raw key is kept).
 
     ``headers`` never holds ``CREDENTIAL_HEADERS``; who is calling is ``key_id``, set
-    from the API key middleware's scope state or by ``AuthPolicy``.
+    once, by the API key middleware (scope state) or, without auth, left None.
     """
 
     request_id: str  # the client's x-request-id, or a new one; echoed and logged
@@ -47,23 +43,14 @@ class RequestContext:
     annotations: dict[str, Any] = field(default_factory=dict)
 
 
-class RequestPolicy(Protocol):
-    """A check before the engine; may raise a ClientError, may annotate the context."""
+@dataclass(frozen=True)
+class NoGeneration:
+    """The body the policies see on a route that generates nothing (embeddings, moderations,
+    feedback): no messages, no prompt, no output tokens. Per-key request and concurrency
+    limits and admission still apply; no tokens are reserved."""
 
-    async def before(self, ctx: RequestContext) -> GenerateRequest | None:
-        """Refuse by raising; return a replacement GenerateRequest to rewrite it, or None."""
-        ...
-
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
-        """Called once when the request ends (any outcome), with the real token usage."""
-        ...
+    max_tokens: int = 0
+    n: int = 1
 
 
-class StreamHook(Protocol):
-    """Wraps the engine's output stream (e.g. to cut it on a moderation verdict)."""
-
-    def wrap(
-        self, ctx: RequestContext, stream: AsyncIterator[GenerateOutput]
-    ) -> AsyncIterator[GenerateOutput]:
-        """Return a stream that yields (possibly changed) outputs of ``stream``."""
-        ...
+NO_GENERATION = NoGeneration()

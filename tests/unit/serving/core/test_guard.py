@@ -1,8 +1,7 @@
 """The routes that generate nothing (embeddings, moderations, feedback) pass the gateway's policies.
 
-The app is the one a replica serves (``serving.ray_serve.deployments.build_asgi``: the
-gateway and the operator loop composed by ``build_extensions``), over the fake engine;
-the embeddings deployment is a stand-in handle at the Serve seam.
+The app is the one a replica serves (``build_openai_app`` over ``serving.extensions.FEATURES``),
+over the fake engine; the embeddings deployment is a stand-in handle at the Serve seam.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from serving.config.settings import load_settings
 from serving.embeddings.deployment import EmbedResult
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.feedback.store import FeedbackStore
-from serving.ray_serve.deployments import build_asgi
+from tests.unit.apps import build_app
 from tests.unit.serving.feedback.conftest import record
 
 RPM = 3
@@ -61,18 +60,13 @@ def _settings(tmp_path: Path, tiers: dict, admission: dict | None = None):
 
 @pytest.fixture
 def make_app(tmp_path: Path):
-    built = []
-
     def make(tiers: dict, *, admission: dict | None = None, engine: FakeEngine | None = None):
         handle = EmbeddingsHandle()
-        ext, app = build_asgi(_settings(tmp_path, tiers, admission), engine or FakeEngine(), {"embeddings": handle})
-        built.append(ext)
+        app = build_app(_settings(tmp_path, tiers, admission), engine or FakeEngine(), handles={"embeddings": handle})
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         return client, handle
 
-    yield make
-    for ext in built:
-        ext.close()
+    return make
 
 
 def auth(route: str) -> dict[str, str]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
+
+from serving.config.base import StrictModel
 
 
-class AuditSettings(BaseModel):
+class AuditSettings(StrictModel):
     """The audit log: redacted conversation text as JSON lines, one file per UTC day."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(
         False, description="Write prompt and completion text (PII-redacted) to the audit log."
@@ -33,10 +33,8 @@ class AuditSettings(BaseModel):
     )
 
 
-class PrivacySettings(BaseModel):
+class PrivacySettings(StrictModel):
     """What the stack may keep of conversation text (nothing, by default)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     audit: AuditSettings = AuditSettings()
     redact_logs: bool = Field(

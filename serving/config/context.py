@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
+
+from serving.config.base import StrictModel
 
 ROUTER_CLASS = "serving.context.routing:SessionAffinityRouter"
 # Ray Serve's proxy reads the session header name from this environment variable.
 RAY_SESSION_HEADER_ENV = "RAY_SERVE_SESSION_ID_HEADER_KEY"
 
 
-class StickyRoutingSettings(BaseModel):
+class StickyRoutingSettings(StrictModel):
     """Route every request of a conversation (same session header) to the same replica."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Use the session-affinity request router.")
     header: str = Field(
@@ -38,10 +38,8 @@ class StickyRoutingSettings(BaseModel):
         }
 
 
-class ContextSettings(BaseModel):
+class ContextSettings(StrictModel):
     """Conversation context policy."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: Literal["truncate_oldest", "reject", "off"] = Field(
         "truncate_oldest",

@@ -11,7 +11,7 @@ import pytest
 from serving.config.settings import GenerationDefaults
 from serving.engine.protocol import SamplingDefaults
 from serving.model.folder import ModelFolderError
-from serving.model.generation_defaults import read_generation_defaults, sampling_defaults
+from serving.engine.generation_defaults import read_generation_defaults, sampling_defaults
 
 QWEN_LIKE = {
     "bos_token_id": 1,

@@ -1,4 +1,4 @@
-"""The audit hook through the app: opt-in only, redacted text, nothing planted leaks into logs."""
+"""The audit observer through the app: opt-in only, redacted text, nothing planted leaks into logs."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import httpx
 
-from serving.api.app import build_openai_app
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine, FakeEngineConfig
-from serving.operator_loop import build_operator
+from tests.unit.apps import build_app
 
 PLANTED = {
     "email": "planted.person@example.org",
@@ -31,8 +30,8 @@ def make(tmp_path: Path, audit: bool):
         }
     )
     engine = FakeEngine(FakeEngineConfig(reply=REPLY))
-    op = build_operator(settings, engine)
-    app = build_openai_app(settings, engine, policies=op.policies, stream_hooks=op.stream_hooks, extra_routers=op.routers)
+    app = build_app(settings, engine)
+    op = app.state.extensions
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test"), op
 
 
@@ -47,7 +46,7 @@ async def post_planted(client: httpx.AsyncClient) -> str:
 async def test_audit_log_has_redacted_text(tmp_path: Path) -> None:
     client, op = make(tmp_path, audit=True)
     response_id = await post_planted(client)
-    op.close()
+    op.close()  # the audit writer runs off the event loop: closing waits for its queue
     [path] = list((tmp_path / "audit").glob("audit-*.jsonl"))
     text = path.read_text()
     for value in PLANTED.values():
@@ -64,7 +63,6 @@ async def test_audit_log_has_redacted_text(tmp_path: Path) -> None:
 async def test_no_audit_file_unless_enabled(tmp_path: Path) -> None:
     client, op = make(tmp_path, audit=False)
     await post_planted(client)
-    op.close()
     assert not (tmp_path / "audit").exists()
 
 
@@ -74,7 +72,6 @@ async def test_nothing_planted_reaches_the_logs(tmp_path: Path, caplog) -> None:
     response_id = await post_planted(client)
     r = await client.post("/v1/feedback", json={"response_id": response_id, "score": 1, "comment": PLANTED["email"]})
     assert r.status_code == 201
-    op.close()
     logged = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     assert response_id in logged or caplog.records  # the request was logged at all
     for value in PLANTED.values():

@@ -7,8 +7,9 @@ import asyncio
 import prometheus_client
 import pytest
 
-from serving.api.common.pipeline import end_request
-from serving.gateway.hooks import RequestContext
+from serving.core.pipeline import end_request
+from serving.core.context import RequestContext
+from serving.core.result import RequestResult
 from serving.observability.backends import PrometheusClientBackend
 from serving.observability.metrics import RequestMetrics
 
@@ -23,7 +24,7 @@ class SlowAfter:
     async def before(self, ctx: RequestContext) -> None:
         return None
 
-    async def after(self, ctx: RequestContext, prompt_tokens: int, completion_tokens: int) -> None:
+    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
         await self.gate.wait()
         self.done.set()
 
@@ -33,7 +34,7 @@ async def test_a_cancelled_request_still_runs_every_policys_after() -> None:
     ctx = RequestContext(request_id="r", response_id="x", route="/v1/chat/completions", model="m", headers={}, body=None)
     policy = SlowAfter()
     task = asyncio.create_task(
-        end_request(ctx, metrics.start(ctx.route), None, [policy], prompt_tokens=3, completion_tokens=1)
+        end_request(ctx, metrics.start(ctx.route), RequestResult(started=0.0, prompt_tokens=3, completion_tokens=1), None, [policy])
     )
     await asyncio.sleep(0.01)  # the policy's after() is waiting
     task.cancel()  # the client leaves while the end is being recorded

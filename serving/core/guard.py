@@ -20,10 +20,12 @@ from typing import AsyncIterator, Sequence
 
 from fastapi import Request
 
-from serving.api.common.pipeline import end_request
-from serving.api.common.protocol import new_id
-from serving.gateway.hooks import AUTHENTICATED_KEY_ID, RequestContext, RequestPolicy, without_credentials
-from serving.gateway.request_view import NO_GENERATION
+from serving.core.pipeline import end_request
+from serving.core.result import RequestResult
+from serving.core.protocol import new_id
+from serving.core.context import AUTHENTICATED_KEY_ID, AUTHENTICATED_TIER, RequestContext, without_credentials
+from serving.core.hooks import RequestPolicy
+from serving.core.context import NO_GENERATION
 
 
 class RouteGuard:
@@ -44,8 +46,9 @@ class RouteGuard:
             headers=without_credentials(request.headers),
             body=NO_GENERATION,
             key_id=getattr(request.state, AUTHENTICATED_KEY_ID, None),
+            tier=getattr(request.state, AUTHENTICATED_TIER, None),
         )
-        ctx.annotations["started"] = time.monotonic()
+        result = RequestResult(started=ctx.annotations.setdefault("started", time.monotonic()))
         if metrics is None:  # a router mounted outside the app factory (its own unit tests)
             if self.policies:
                 raise RuntimeError("RouteGuard with policies needs the app factory's app.state.metrics")
@@ -62,4 +65,4 @@ class RouteGuard:
             error = exc
             raise
         finally:
-            await end_request(ctx, record, error, self.policies, prompt_tokens=0, completion_tokens=0)
+            await end_request(ctx, record, result, error, self.policies)

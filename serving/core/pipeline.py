@@ -12,45 +12,19 @@ import asyncio
 import functools
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Sequence
 
-from serving.engine.protocol import ChoiceDelta, Engine, GenerateOutput, GenerateRequest, TokenLogprob
-from serving.errors import RequestTimeoutError, ServerError, ServingError
-from serving.gateway.hooks import RequestContext, RequestPolicy, StreamHook
+from serving.engine.protocol import Engine, GenerateOutput, GenerateRequest, TokenLogprob
+from serving.core.result import CLIENT_CLOSED_STATUS, RequestResult
+from serving.errors import EngineAbortedError, RequestTimeoutError, ServerError, ServingError
+from serving.core.context import RequestContext
+from serving.core.hooks import RequestObserver, RequestPolicy, StreamHook
 from serving.observability.logging import log_request
 from serving.observability.metrics import RequestMetrics, RequestRecord
 
 request_log = logging.getLogger("serving.requests")
 logger = logging.getLogger(__name__)
-
-# Status recorded for a client that went away before the response ended (nginx's 499).
-CLIENT_CLOSED_STATUS = 499
-
-
-def outcome_for(exc: BaseException | None) -> tuple[int, str]:
-    """The (HTTP status, bounded outcome label) a request ended with."""
-    if exc is None:
-        return 200, "ok"
-    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-        return CLIENT_CLOSED_STATUS, "aborted"
-    if isinstance(exc, ServingError):
-        code = exc.code or exc.error_type
-        if exc.status_code == 429:
-            return 429, "overloaded" if code == "overloaded" else "rate_limited"
-        if code == "content_filter":
-            return exc.status_code, "content_filter"
-        if exc.status_code == 504:
-            return 504, "timeout"
-        return exc.status_code, "client_error" if exc.status_code < 500 else "server_error"
-    return 500, "server_error"
-
-
-def finish_reason(choice: ChoiceDelta) -> str | None:
-    """The OpenAI finish reason of a delta; an engine-side abort is a server error."""
-    if choice.finish_reason == "abort":
-        raise ServerError("the engine aborted the generation")
-    return choice.finish_reason
 
 
 @dataclass
@@ -64,21 +38,37 @@ class CollectedChoices:
 
 @dataclass
 class Generation:
-    """A started generation whose first output already arrived."""
+    """A started generation whose first output already arrived.
+
+    ``outputs()`` hands the client every output and accumulates the ``RequestResult``
+    as it goes (texts, finish reasons, usage, first-output time); the end of the
+    request (``close``) reads only that result.
+    """
 
     ctx: RequestContext
     record: RequestRecord
     first: GenerateOutput
     rest: AsyncIterator[GenerateOutput]
     pipeline: "GenerationPipeline"
-    started: float = field(default_factory=time.monotonic)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reasons: dict[int, str] = field(default_factory=dict)
+    result: RequestResult
     _closed: bool = False
 
+    @property
+    def prompt_tokens(self) -> int:
+        """Prompt tokens so far (the engine reports them with every output)."""
+        return self.result.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        """Output tokens so far, all choices."""
+        return self.result.completion_tokens
+
     async def outputs(self) -> AsyncIterator[GenerateOutput]:
-        """Every output (the first included); ends the accounting when the stream ends."""
+        """Every output (the first included); ends the request when the stream ends.
+
+        An engine-side abort (finish reason ``abort``) raises ``EngineAbortedError``
+        here, inside the request, so it ends as the server error the client sees.
+        """
         error: BaseException | None = None
         try:
             self._account(self.first)
@@ -94,47 +84,45 @@ class Generation:
 
     async def collect(self, n: int, prefix: str = "") -> CollectedChoices:
         """Run the generation to its end and gather its ``n`` choices (each after ``prefix``)."""
-        collected = CollectedChoices(texts=[prefix] * n, logprobs=[[] for _ in range(n)], finish=["stop"] * n)
+        logprobs: list[list[TokenLogprob]] = [[] for _ in range(n)]
         async for out in self.outputs():
             for choice in out.choices:
-                collected.texts[choice.index] += choice.text
-                collected.logprobs[choice.index].extend(choice.logprobs or ())
-                reason = finish_reason(choice)
-                if reason is not None:
-                    collected.finish[choice.index] = reason
-        return collected
+                logprobs[choice.index].extend(choice.logprobs or ())
+        texts = self.result.texts + [""] * (n - len(self.result.texts))
+        finish = self.result.finish_reasons + [None] * (n - len(self.result.finish_reasons))
+        return CollectedChoices(
+            texts=[prefix + t for t in texts[:n]], logprobs=logprobs, finish=[f or "stop" for f in finish[:n]]
+        )
 
     def _account(self, out: GenerateOutput) -> None:
-        self.prompt_tokens = out.prompt_tokens
+        result = self.result
+        if result.first_output_at is None:
+            result.first_output_at = time.monotonic()
+        result.outputs += 1
+        result.prompt_tokens = out.prompt_tokens
         new_tokens = 0
         for choice in out.choices:
+            if choice.finish_reason == "abort":
+                raise EngineAbortedError("the engine aborted the generation")
             new_tokens += choice.num_tokens
-            if choice.finish_reason is not None:
-                self.finish_reasons[choice.index] = choice.finish_reason
+            result.add_text(choice.index, choice.text, choice.finish_reason)
         if new_tokens:
-            self.completion_tokens += new_tokens
+            result.completion_tokens += new_tokens
             self.record.tokens(new_tokens)
 
     async def close(self, error: BaseException | None = None) -> None:
-        """End the request: close the engine stream, run policies' after(), record metrics."""
+        """End the request: close the engine stream, then record the result once."""
         if self._closed:
             return
         self._closed = True
         try:
             await self.rest.aclose()  # aborts the engine request if it is still running
         finally:
-            await self.pipeline.finish(
-                self.ctx,
-                self.record,
-                error,
-                prompt_tokens=self.prompt_tokens,
-                completion_tokens=self.completion_tokens,
-                finish_reason=_summary(self.finish_reasons),
-            )
+            await self.pipeline.finish(self.ctx, self.record, self.result, error)
 
 
 class GenerationPipeline:
-    """Runs generations for one engine with the configured policies and hooks."""
+    """Runs generations for one engine with the configured policies, hooks and observers."""
 
     def __init__(
         self,
@@ -142,19 +130,21 @@ class GenerationPipeline:
         *,
         policies: Sequence[RequestPolicy] = (),
         stream_hooks: Sequence[StreamHook] = (),
+        observers: Sequence[RequestObserver] = (),
         metrics: RequestMetrics | None = None,
-        request_timeout_s: float = 600.0,
+        request_timeout_s: float,
     ) -> None:
         self.engine = engine
         self.policies = tuple(policies)
         self.stream_hooks = tuple(stream_hooks)
+        self.observers = tuple(observers)
         self.metrics = metrics or RequestMetrics(engine.info.id, version=engine.info.version)
         self.request_timeout_s = request_timeout_s
 
     async def start(self, ctx: RequestContext, build: Callable[[], GenerateRequest]) -> Generation:
         """Build the engine request, check policies, start the engine, await its first output."""
         record = self.metrics.start(ctx.route)
-        ctx.annotations.setdefault("started", time.monotonic())
+        result = RequestResult(started=ctx.annotations.setdefault("started", time.monotonic()))
         deadline = asyncio.get_running_loop().time() + self.request_timeout_s
         stream: AsyncIterator[GenerateOutput] | None = None
         try:
@@ -163,6 +153,7 @@ class GenerationPipeline:
                 replacement = await policy.before(ctx)
                 if replacement is not None:
                     ctx.generate = replacement
+            result.engine_started = True
             stream = _with_deadline(self.engine.generate(ctx.generate), deadline)
             for hook in self.stream_hooks:
                 stream = hook.wrap(ctx, stream)
@@ -171,34 +162,19 @@ class GenerationPipeline:
             if stream is not None:
                 await _close_quietly(stream)
             error = _no_output(exc)
-            await self.finish(ctx, record, error, prompt_tokens=0, completion_tokens=0)
+            await self.finish(ctx, record, result, error)
             if error is not exc:
                 raise error from exc
             raise
         if first.queue_time_s is not None:
             record.queue_wait(first.queue_time_s)
-        return Generation(ctx=ctx, record=record, first=first, rest=stream, pipeline=self)
+        return Generation(ctx=ctx, record=record, first=first, rest=stream, pipeline=self, result=result)
 
     async def finish(
-        self,
-        ctx: RequestContext,
-        record: RequestRecord,
-        error: BaseException | None,
-        *,
-        prompt_tokens: int,
-        completion_tokens: int,
-        finish_reason: str | None = None,
+        self, ctx: RequestContext, record: RequestRecord, result: RequestResult, error: BaseException | None
     ) -> None:
-        """Record the end of a request once: policies' after(), metrics, one log line."""
-        await end_request(
-            ctx,
-            record,
-            error,
-            self.policies,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            finish_reason=finish_reason,
-        )
+        """Record the end of a request once: policies' after(), observers, metrics, one log line."""
+        await end_request(ctx, record, result, error, self.policies, self.observers)
 
 
 def _runs_to_completion(fn):
@@ -222,20 +198,20 @@ def _log_unexpected(task: "asyncio.Future[None]") -> None:
 async def end_request(
     ctx: RequestContext,
     record: RequestRecord,
+    result: RequestResult,
     error: BaseException | None,
     policies: Sequence[RequestPolicy],
-    *,
-    prompt_tokens: int,
-    completion_tokens: int,
-    finish_reason: str | None = None,
+    observers: Sequence[RequestObserver] = (),
 ) -> None:
-    """The end of any request the policies saw (a generation or not): every policy's after(),
-    the request metrics and one log line; ``error`` is what it failed with, if anything.
+    """The end of any request the policies saw (a generation or not): ``result`` gets its
+    outcome, then every policy's after(), every observer, the request metrics and one log
+    line read it; ``error`` is what the request failed with, if anything.
 
     Runs to completion even when the request's task is cancelled (the client left while
     its end was being recorded): a limiter release or admission slot is never lost.
     """
-    status, outcome = outcome_for(error)
+    result.end(error, time.monotonic())
+    status, outcome = result.status, result.outcome
     if status == CLIENT_CLOSED_STATUS:
         record.disconnected()
     if isinstance(error, ServingError) and status >= 500:
@@ -245,17 +221,20 @@ async def end_request(
     record.finish(
         status_code=status,
         outcome=outcome,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
     )
     ctx.annotations["outcome"] = outcome
     for policy in policies:
         try:
-            await policy.after(ctx, prompt_tokens, completion_tokens)
+            await policy.after(ctx, result)
         except Exception:  # accounting must never break the response
             logger.exception("policy %s after() failed", type(policy).__name__)
-    started = ctx.annotations.get("started", record.start)
-    ttft = None if record.first_token_at is None else record.first_token_at - record.start
+    for observer in observers:
+        try:
+            observer.observe(ctx, result)
+        except Exception:  # an observer must never break the response
+            logger.exception("observer %s failed", type(observer).__name__)
     log_request(
         request_log,
         request_id=ctx.request_id,
@@ -263,12 +242,12 @@ async def end_request(
         route=ctx.route,
         status_code=status,
         outcome=outcome,
-        latency_s=time.monotonic() - started,
-        ttft_s=ttft,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
+        latency_s=result.latency_s,
+        ttft_s=result.ttft_s,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
         key_id=ctx.key_id,
-        finish_reason=finish_reason,
+        finish_reason=result.finish_reason,
     )
 
 
@@ -302,8 +281,3 @@ def _no_output(exc: BaseException) -> BaseException:
     if isinstance(exc, StopAsyncIteration):
         return ServerError("the engine produced no output")
     return exc
-
-
-def _summary(reasons: dict[int, str]) -> str | None:
-    """One finish reason for the log line: the first choice's."""
-    return reasons.get(0) if reasons else None

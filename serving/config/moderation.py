@@ -12,17 +12,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from serving.config.base import StrictModel
 
 Action = Literal["block", "flag", "off"]
 _CATEGORY = r"^[a-z][a-z0-9_/-]{0,63}$"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
-
-class Rule(_Strict):
+class Rule(StrictModel):
     """One category of blocked content: literal terms (a blocklist) and/or regexes."""
 
     category: str = Field(pattern=_CATEGORY, description="The category reported when the rule matches.")
@@ -49,7 +48,7 @@ class Rule(_Strict):
         return self
 
 
-class PIIActions(_Strict):
+class PIIActions(StrictModel):
     """What to do when a PII detector fires (input and output alike)."""
 
     email: Action = "flag"
@@ -71,7 +70,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
-class ClassifierSettings(_Strict):
+class ClassifierSettings(StrictModel):
     """The classifier deployment (Ray Serve, batched) consulted after the rules."""
 
     enabled: bool = Field(False, description="Deploy and consult the classifier.")
@@ -116,7 +115,7 @@ class ClassifierSettings(_Strict):
         return categories
 
 
-class ModerationSettings(_Strict):
+class ModerationSettings(StrictModel):
     """The content-safety policy applied to inputs, outputs and /v1/moderations."""
 
     enabled: bool = True

@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PositiveFloat,
     PositiveInt,
@@ -21,14 +19,11 @@ from pydantic import (
     model_validator,
 )
 
-
-class _Strict(BaseModel):
-    """Base of every gateway settings section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from serving.config.base import StrictModel
 
 
-class AuthSettings(_Strict):
+
+class AuthSettings(StrictModel):
     """API keys: where they come from and how often the file is re-read."""
 
     enabled: bool = Field(False, description="Require an API key on every /v1 request.")
@@ -48,7 +43,7 @@ class AuthSettings(_Strict):
         return self
 
 
-class TierLimits(_Strict):
+class TierLimits(StrictModel):
     """Per-key limits of one tier (None: unlimited in that dimension)."""
 
     rpm: PositiveInt | None = Field(None, description="Requests per minute.")
@@ -68,7 +63,7 @@ class TierLimits(_Strict):
         return self.model_copy(update=override.model_dump(exclude_unset=True, exclude_none=True))
 
 
-class LimitsSettings(_Strict):
+class LimitsSettings(StrictModel):
     """Per-key request, token and concurrency limits, shared by all ingress replicas."""
 
     tiers: dict[str, TierLimits] = Field(
@@ -137,7 +132,7 @@ class LimitsSettings(_Strict):
         return self
 
 
-class AdmissionSettings(_Strict):
+class AdmissionSettings(StrictModel):
     """Refuse with 429 (never 503) when the model's queue is full."""
 
     enabled: bool = True
@@ -150,7 +145,7 @@ class AdmissionSettings(_Strict):
     retry_after_s: PositiveInt = Field(1, description="Retry-After sent with an overload 429.")
 
 
-class HygieneSettings(_Strict):
+class HygieneSettings(StrictModel):
     """Bounds on what one request may ask for."""
 
     max_body_bytes: PositiveInt = Field(2 * 1024 * 1024, description="Largest request body (413 above).")
@@ -170,18 +165,20 @@ class HygieneSettings(_Strict):
     )
 
 
-class DrainSettings(_Strict):
+class DrainSettings(StrictModel):
     """How a replica that is stopping finishes its in-flight streams."""
 
     graceful_shutdown_timeout_s: PositiveFloat = Field(
-        120.0, description="Longest a stopping ingress replica waits for in-flight requests."
+        300.0,
+        description="Longest a stopping ingress replica waits for in-flight requests "
+        "(>= http.request_timeout_s: the settings refuse less).",
     )
     graceful_shutdown_wait_loop_s: PositiveFloat = Field(
         1.0, description="How often a stopping replica checks whether it is idle."
     )
 
 
-class GatewayMetricsSettings(_Strict):
+class GatewayMetricsSettings(StrictModel):
     """Label choices of the gateway metrics (bounded by default)."""
 
     label_key_id: bool = Field(
@@ -189,7 +186,7 @@ class GatewayMetricsSettings(_Strict):
     )
 
 
-class GatewaySettings(_Strict):
+class GatewaySettings(StrictModel):
     """All gateway policies of one serving application."""
 
     auth: AuthSettings = AuthSettings()

@@ -11,10 +11,10 @@ from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel
 
-from serving.api.common.protocol import new_id
-from serving.api.common.sse import SSE_HEADERS
+from serving.core.protocol import new_id
+from serving.core.sse import SSE_HEADERS
 from serving.errors import ModelNotFoundError, ServingError, error_body_for
-from serving.gateway.hooks import AUTHENTICATED_KEY_ID, RequestContext, without_credentials
+from serving.core.context import AUTHENTICATED_KEY_ID, AUTHENTICATED_TIER, RequestContext, without_credentials
 
 REQUEST_ID_HEADER = "x-request-id"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -64,6 +64,7 @@ def request_context(request: Request, *, route: str, body: Any, served_model: st
         headers=without_credentials(request.headers),
         body=body,
         key_id=getattr(request.state, AUTHENTICATED_KEY_ID, None),
+        tier=getattr(request.state, AUTHENTICATED_TIER, None),
     )
     request.state.ctx = ctx
     return ctx

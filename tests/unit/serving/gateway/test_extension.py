@@ -13,15 +13,14 @@ import json
 import httpx
 import pytest
 
-from serving.api.app import build_openai_app
+from tests.unit.apps import build_app, gateway_of
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.gateway.admission.policy import AdmissionPolicy
 from serving.gateway.auth.keys import hash_key, key_id_of
 from serving.gateway.auth.middleware import APIKeyMiddleware
-from serving.gateway.auth.policy import AuthPolicy
+from serving.gateway.auth.policy import IdentityPolicy
 from serving.gateway.hygiene.body_limit import BodySizeLimitMiddleware
-from serving.gateway.build import build_gateway
 from serving.gateway.hygiene.policy import HygienePolicy
 from serving.gateway.limits.policy import RateLimitPolicy
 from serving.gateway.limits.buckets import LimiterCore
@@ -37,8 +36,9 @@ def app_for(tmp_path, gateway: dict, engine: FakeEngine | None = None, limiter=N
     gateway = {"auth": {"enabled": True, "keys_file": str(keys)}, **gateway}
     settings = load_settings({"gateway": gateway})
     engine = engine or FakeEngine()
-    built = build_gateway(settings, engine, limiter=limiter or LocalLimiter())
-    app = build_openai_app(settings, engine, policies=built.policies, middlewares=built.middlewares)
+    app = build_app(settings, engine, overrides={"limiter": limiter or LocalLimiter()})
+    built = gateway_of(app)
+    
     return app, built
 
 
@@ -58,7 +58,7 @@ LIMITS = {"limits": {"tiers": {"default": {}, "pro": {}, "free": {"rpm": 3, "tpm
 def test_policy_order(tmp_path):
     _, built = app_for(tmp_path, LIMITS)
     kinds = [type(p) for p in built.policies]
-    assert kinds == [AuthPolicy, HygienePolicy, RateLimitPolicy, AdmissionPolicy]
+    assert kinds == [IdentityPolicy, HygienePolicy, RateLimitPolicy, AdmissionPolicy]
     assert [cls for cls, _ in built.middlewares] == [APIKeyMiddleware, BodySizeLimitMiddleware]
 
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
 from sqlalchemy.engine import make_url
+
+from serving.config.base import StrictModel
 
 DEFAULT_DATABASE_URL = "sqlite:///~/.cache/llm-serving/feedback.sqlite3"
 
 
-class FeedbackSettings(BaseModel):
+class FeedbackSettings(StrictModel):
     """User feedback on responses, joined to request metadata (no text unless opted in)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(True, description="Record response metadata and serve POST /v1/feedback.")
     database_url: str = Field(

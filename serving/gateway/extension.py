@@ -1,11 +1,7 @@
-"""Builds the gateway from settings: the request policies in order, and the ASGI middlewares.
+"""The gateway feature: the request policies in order, and the ASGI middlewares.
 
-``serving.api.extensions.build_extensions`` calls ``build_gateway(settings, engine)``
-once per replica and passes what it returns to the app factory::
-
-    gateway = build_gateway(settings, engine, engine_is_local=...)
-    build_openai_app(settings, engine, policies=gateway.policies,
-                     middlewares=gateway.middlewares, ...)
+``build`` is its entry in ``serving.extensions.FEATURES`` (the first one); its
+policies also guard the routes that generate nothing (``RouteGuard``).
 
 Policy order: auth -> hygiene -> rate limit -> admission. Hygiene comes before the
 rate limit so that reservations use the capped max_tokens; the rate limit comes before
@@ -18,17 +14,18 @@ from __future__ import annotations
 import logging
 from typing import Any, NamedTuple
 
+from serving.core.extension import BuildContext, Extension
 from serving.engine.protocol import Engine
 from serving.gateway.admission.policy import AdmissionController, AdmissionPolicy
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.auth.middleware import APIKeyMiddleware
-from serving.gateway.auth.policy import AnonymousPolicy, AuthPolicy
+from serving.gateway.auth.policy import IdentityPolicy
 from serving.gateway.hygiene.body_limit import BodySizeLimitMiddleware
 from serving.gateway.hygiene.policy import HygienePolicy
 from serving.gateway.limits.policy import LimitResolver, RateLimitPolicy
 from serving.gateway.limits.store import Limiter, LocalLimiter
 from serving.gateway.metrics import DENIED, GatewayMetrics
-from serving.gateway.settings import GatewaySettings, LimitsSettings
+from serving.config.gateway import GatewaySettings, LimitsSettings
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +36,19 @@ class Gateway(NamedTuple):
     policies: list[Any]
     middlewares: list[tuple[type, dict[str, Any]]]
     metrics: GatewayMetrics | None = None
+
+
+def build(ctx: BuildContext) -> Extension:
+    """The gateway's extension for one replica (always on: auth or anonymous, hygiene, admission)."""
+    gateway = build_gateway(
+        ctx.settings, ctx.engine, engine_is_local=ctx.engine_is_local, limiter=ctx.overrides.get("limiter")
+    )
+    return Extension(
+        policies=list(gateway.policies),
+        middlewares=list(gateway.middlewares),
+        guards_routes=True,
+        components={"gateway_metrics": gateway.metrics},
+    )
 
 
 def build_limiter(settings: LimitsSettings) -> Limiter:
@@ -105,9 +115,7 @@ def build_gateway(
     if gw.auth.enabled:
         assert gw.auth.keys_file is not None  # the settings validator guarantees it
         store = KeyStore(gw.auth.keys_file, reload_interval_s=gw.auth.reload_interval_s)
-        policies.append(AuthPolicy(store, default_tier=gw.limits.default_tier, metrics=metrics))
-    else:
-        policies.append(AnonymousPolicy(default_tier=gw.limits.default_tier))
+    policies.append(IdentityPolicy(default_tier=gw.limits.default_tier, require_key=store is not None))
     policies.append(HygienePolicy(gw.hygiene, max_model_len=engine.info.max_model_len, metrics=metrics))
     if gw.auth.enabled or _any_limit(gw.limits):
         policies.append(
@@ -126,7 +134,9 @@ def build_gateway(
     # the body reader passes requests the router does not serve on unread (404/405).
     middlewares: list[tuple[type, dict[str, Any]]] = []
     if store is not None:
-        middlewares.append((APIKeyMiddleware, {"store": store, "metrics": metrics}))
+        middlewares.append(
+            (APIKeyMiddleware, {"store": store, "metrics": metrics, "default_tier": gw.limits.default_tier})
+        )
     middlewares.append(
         (
             BodySizeLimitMiddleware,
