@@ -18,8 +18,8 @@ from serving.moderation import extension as moderation
 from serving.privacy import extension as privacy
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("gateway", gateway.build),
-    Feature("context", context.build),
+    Feature("gateway", gateway.build, ingress_options=gateway.ingress_options),
+    Feature("context", context.build, model_options=context.model_options),
     Feature("moderation", moderation.build, moderation.deployments),
     Feature("feedback", feedback.build),
     Feature("audit", privacy.build),

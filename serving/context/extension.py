@@ -1,14 +1,22 @@
-"""The conversation-context feature: fits long conversations into the context window."""
+"""The conversation-context feature: fits long conversations into the context window, and
+sticky routing of a conversation to one model replica (a Serve request router)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any, Mapping
 
 from serving.context.policy import ContextWindowPolicy
 from serving.context.tokens import engine_token_counter
 from serving.core.extension import BuildContext, Extension
 
 logger = logging.getLogger(__name__)
+
+
+def model_options(settings: Any) -> Mapping[str, Any]:
+    """Sticky routing: the session-affinity request router on the model deployment (when on)."""
+    config = settings.context.sticky_routing.request_router_config()
+    return {} if config is None else {"request_router_config": config}
 
 
 def build(ctx: BuildContext) -> Extension | None:

@@ -1,29 +1,28 @@
-"""Counting a request's prompt tokens exactly as the engine will (chat template included)."""
+"""The engine's tokenizer, as the context policy counts with it (chat template included)."""
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from serving.engine.protocol import GenerateRequest
+from serving.core.context import Tokenize
 
-TokenCounter = Callable[[GenerateRequest], Awaitable[int]]
+# What the context policy is given: the engine's async ``tokenize`` (a count is the
+# length of its ids; the ids of the request it keeps are carried to the engine).
+PromptTokenizer = Tokenize
 
 
-def engine_token_counter(engine: Any) -> TokenCounter:
-    """A counter backed by the engine's tokenizer.
+def engine_token_counter(engine: Any) -> PromptTokenizer:
+    """The engine's ``tokenize`` (``serving.engine.protocol.Engine``), which the context
+    policy counts with: it runs off the event loop, so it must be a coroutine function.
 
-    Uses ``engine.count_prompt_tokens(request)`` (the vLLM adapter; sync or async),
-    else ``engine.count_tokens(request)`` (the fake engine).
+    Raises TypeError when the engine has none (the feature is then not applied).
     """
-    method = getattr(engine, "count_prompt_tokens", None) or getattr(engine, "count_tokens", None)
-    if method is None:
-        raise TypeError(f"{type(engine).__name__} cannot count prompt tokens (needs count_prompt_tokens)")
+    method = getattr(engine, "tokenize", None)
+    if method is None or not inspect.iscoroutinefunction(method):
+        raise TypeError(f"{type(engine).__name__} cannot count prompt tokens (needs an async tokenize)")
 
-    async def count(request: GenerateRequest) -> int:
-        result = method(request)
-        if inspect.isawaitable(result):
-            result = await result
-        return int(result)
+    async def tokenize(request: Any) -> tuple[int, ...]:
+        return tuple(await method(request))
 
-    return count
+    return tokenize

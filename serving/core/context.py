@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 from serving.engine.protocol import GenerateRequest
+
+# The engine's ``tokenize``: a request's prompt token ids as the engine will feed them.
+Tokenize = Callable[[GenerateRequest], Awaitable[tuple[int, ...]]]
 
 # Headers that carry an API key: never kept on a RequestContext.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key", "x-api-key"})
@@ -41,6 +44,11 @@ class RequestContext:
     response_headers: dict[str, str] = field(default_factory=dict)
     # Free-form facts for logs/feedback (bounded values only: no text).
     annotations: dict[str, Any] = field(default_factory=dict)
+    # The engine's tokenizer, set by the generation pipeline before the policies run (None
+    # on routes that generate nothing). Policies do not call it directly: they ask
+    # ``serving.core.tokens.prompt_token_ids(ctx)``, which tokenizes ``generate`` once and
+    # caches the ids on it, so the policies after and the engine reuse them.
+    tokenize: Tokenize | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)

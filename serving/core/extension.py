@@ -60,6 +60,10 @@ class Feature:
     build: Callable[[BuildContext], Extension | None]  # None: switched off by the settings
     # Bound Serve deployments this feature needs, by handle name (settings -> {name: Application}).
     deployments: Callable[[Any], Mapping[str, Any]] | None = None
+    # Serve options this feature sets on the model deployment (settings -> options), e.g. a request router.
+    model_options: Callable[[Any], Mapping[str, Any]] | None = None
+    # Serve options this feature sets on the split topology's ingress deployment, e.g. its drain.
+    ingress_options: Callable[[Any], Mapping[str, Any]] | None = None
 
 
 @dataclass
@@ -105,6 +109,25 @@ def compose(features: Sequence[Feature], ctx: BuildContext) -> Composition:
             guarding.extend(ext.policies)
     ctx.route_guard.policies = tuple(guarding)
     return out
+
+
+def model_options(features: Sequence[Feature], settings: Any) -> dict[str, Any]:
+    """The Serve options the features set on the model deployment (merged in list order)."""
+    return _options(features, settings, "model_options")
+
+
+def ingress_options(features: Sequence[Feature], settings: Any) -> dict[str, Any]:
+    """The Serve options the features set on the split ingress deployment (merged in list order)."""
+    return _options(features, settings, "ingress_options")
+
+
+def _options(features: Sequence[Feature], settings: Any, kind: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for feature in features:
+        make = getattr(feature, kind)
+        if make is not None:
+            options.update(make(settings))
+    return options
 
 
 def deployments(features: Sequence[Feature], settings: Any) -> dict[str, Any]:

@@ -148,6 +148,10 @@ class GenerationPipeline:
         deadline = asyncio.get_running_loop().time() + self.request_timeout_s
         stream: AsyncIterator[GenerateOutput] | None = None
         try:
+            # Policies that count tokens reach the engine's tokenizer through the context
+            # (serving.core.tokens.prompt_token_ids caches the ids on ctx.generate; the engine
+            # then feeds them without tokenizing again).
+            ctx.tokenize = getattr(self.engine, "tokenize", None)
             ctx.generate = build()
             for policy in self.policies:
                 replacement = await policy.before(ctx)

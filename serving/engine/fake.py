@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
@@ -25,6 +26,13 @@ from serving.engine.protocol import (
 )
 from serving.engine.special_tokens import check_messages
 from serving.errors import ContextLengthExceededError, EngineError, ServiceUnavailableError
+
+
+_START, _END = 1, 2  # the per-message markers of the fake chat template
+
+
+def _word_id(word: str) -> int:
+    return 100 + zlib.crc32(word.encode("utf-8", "surrogatepass")) % 50_000
 
 
 @dataclass
@@ -51,6 +59,7 @@ class FakeEngine:
     running: set[str] = field(default_factory=set)
     started: bool = False
     requests: list[GenerateRequest] = field(default_factory=list)  # every generate() call, in order
+    tokenize_calls: int = 0  # tokenizations: tokenize() calls, and generate() without prompt_token_ids
 
     @property
     def info(self) -> ModelInfo:
@@ -64,17 +73,45 @@ class FakeEngine:
     async def start(self) -> None:
         self.started = True
 
-    def count_tokens(self, request: GenerateRequest) -> int:
-        """Whitespace tokens of the prompt, or of every message plus 3 per message.
+    def token_ids(self, request: GenerateRequest) -> tuple[int, ...]:
+        """The fake tokenization: one id per whitespace word of the prompt, or per message
+        a start marker, a role id, its words and an end marker (3 ids of overhead).
 
-        Messages spelling a configured special token are refused, as the vLLM adapter does.
+        Ids are deterministic (a CRC of the word), so equal texts give equal ids. Messages
+        spelling a configured special token are refused, as the vLLM adapter does. A test
+        helper: not counted in ``tokenize_calls``.
         """
         if request.prompt is not None:
-            return len(request.prompt.split())
+            return tuple(_word_id(w) for w in request.prompt.split())
         check_messages(request.messages or (), self.config.special_tokens)
-        return sum(len(m["content"].split()) + 3 for m in request.messages or ())
+        ids: list[int] = []
+        for m in request.messages or ():
+            ids += [_START, _word_id(m.get("role", "")), *(_word_id(w) for w in m["content"].split()), _END]
+        return tuple(ids)
 
-    count_prompt_tokens = count_tokens
+    def count_tokens(self, request: GenerateRequest) -> int:
+        """Whitespace tokens of the prompt, or of every message plus 3 per message (sync test helper)."""
+        return len(self.token_ids(request))
+
+    async def tokenize(self, request: GenerateRequest) -> tuple[int, ...]:
+        self.tokenize_calls += 1
+        await asyncio.sleep(0)  # a real engine awaits its tokenizer thread (or the model replica)
+        return self.token_ids(request)
+
+    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        if request.prompt_token_ids is not None:
+            return len(request.prompt_token_ids)
+        return len(await self.tokenize(request))
+
+    def _prompt_ids(self, request: GenerateRequest) -> tuple[int, ...]:
+        """What generate feeds: the request's ids (checked against its text: stale ids carried
+        past a rewrite of the messages are a bug this engine catches), else its own tokenization."""
+        if request.prompt_token_ids is None:
+            self.tokenize_calls += 1
+            return self.token_ids(request)
+        if request.prompt_token_ids != self.token_ids(request):
+            raise EngineError("prompt_token_ids do not match the request's prompt (stale ids)")
+        return request.prompt_token_ids
 
     def _script(self, request: GenerateRequest) -> list[str]:
         if request.sampling.json_schema is not None or request.sampling.json_object:
@@ -85,7 +122,7 @@ class FakeEngine:
         self.requests.append(request)
         if not self.config.healthy:
             raise ServiceUnavailableError("fake engine is down")
-        prompt_tokens = self.count_tokens(request)
+        prompt_tokens = len(self._prompt_ids(request))
         room = self.config.max_model_len - prompt_tokens
         wanted = request.sampling.max_tokens
         if room <= 0 or (wanted is not None and wanted > room):

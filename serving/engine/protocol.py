@@ -55,16 +55,28 @@ class SamplingDefaults:
 
 @dataclass(frozen=True)
 class GenerateRequest:
-    """One generation: a raw prompt (completions) or chat messages (chat)."""
+    """One generation: a raw prompt (completions) or chat messages (chat).
+
+    ``prompt_token_ids``, when set, are the engine's own tokenization of ``prompt`` /
+    ``messages`` (``Engine.tokenize``: chat template applied), computed once per request
+    (``serving.core.tokens.prompt_token_ids``); ``generate`` feeds them to the model
+    as they are and does not tokenize again. They are a cache of the text, not part of
+    the request's identity (left out of ``==`` and ``repr``): whoever rewrites ``prompt``
+    or ``messages`` must set them to the new text's ids or to None
+    (``dataclasses.replace`` copies them otherwise, and the engine would run stale ids).
+    """
 
     request_id: str
     sampling: SamplingOptions
     prompt: str | None = None
     messages: tuple[dict[str, str], ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
             raise ValueError("exactly one of prompt or messages must be given")
+        if self.prompt_token_ids is not None and not isinstance(self.prompt_token_ids, tuple):
+            object.__setattr__(self, "prompt_token_ids", tuple(self.prompt_token_ids))
 
 
 @dataclass(frozen=True)
@@ -144,6 +156,9 @@ class Engine(Protocol):
     def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         """Stream deltas until every choice finished; raise on failure.
 
+        Feeds ``request.prompt_token_ids`` when set (no second tokenization), else
+        tokenizes the prompt / messages itself as ``tokenize`` does.
+
         Raises ContextLengthExceededError (prompt too long), InvalidRequestError
         (parameters the engine rejects), EngineError (generation failed) and
         ServiceUnavailableError (the engine is dead). Closing the iterator early
@@ -151,11 +166,19 @@ class Engine(Protocol):
         """
         ...
 
-    def count_prompt_tokens(self, request: GenerateRequest) -> int:
-        """Tokens the prompt (or rendered chat) of ``request`` takes (for context policies).
+    async def tokenize(self, request: GenerateRequest) -> tuple[int, ...]:
+        """The prompt token ids of ``request`` exactly as ``generate`` would feed them
+        (chat template applied to messages), tokenized off the event loop.
 
-        May be a coroutine function when the engine is remote (the split topology).
+        Raises what ``generate`` raises for input the tokenizer refuses: InvalidRequestError
+        (e.g. special-token text in a message, a template refusing the conversation),
+        EngineError (the model's template is broken), ServiceUnavailableError.
         """
+        ...
+
+    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        """Tokens the prompt (or rendered chat) of ``request`` takes: its
+        ``prompt_token_ids`` when set, else the length of ``tokenize``."""
         ...
 
     async def abort(self, request_id: str) -> None:

@@ -1,7 +1,9 @@
 """The vLLM adapter: the only module that imports ``vllm``.
 
 It renders chat templates and tokenizes with the engine's own tokenizer (so the
-context-window check and usage counts are exact), streams ``RequestOutputKind.DELTA``
+context-window check and usage counts are exact) on one tokenizer thread, never on the
+event loop (``tokenize``; a request carrying ``prompt_token_ids`` is fed them as they
+are, not tokenized again), streams ``RequestOutputKind.DELTA``
 outputs (vLLM merges deltas while a consumer is busy, so a slow stream coalesces
 instead of queueing), and translates vLLM's exceptions into ``serving.errors``.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -123,6 +126,10 @@ class VLLMEngine:
         self._engine: Any = None
         self._tokenizer: Any = None
         self._special_tokens: tuple[Any, tuple[str, ...]] | None = None  # (tokenizer, its special tokens)
+        # Chat templates and encoding run here, off the event loop. One thread, as vLLM's own
+        # renderer pool defaults to (renderer_num_workers=1): a Rust tokenizer shared by
+        # threads can fail ("Already borrowed"), and the machine's cores serve the model.
+        self._tokenizer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenizer")
         self._load = EngineLoad(running=0, waiting=0, max_running=settings.max_num_seqs)
         self._info = ModelInfo(
             id=model_id,
@@ -188,8 +195,17 @@ class VLLMEngine:
 
     # -- prompts -------------------------------------------------------------
 
-    def prompt_token_ids(self, request: GenerateRequest) -> list[int]:
-        """The token ids the engine will see for this request's prompt or messages.
+    async def tokenize(self, request: GenerateRequest) -> tuple[int, ...]:
+        """The token ids the engine will see for this request's prompt or messages,
+        computed on the tokenizer thread (``encode_prompt``)."""
+        if self._tokenizer is None:
+            raise ServiceUnavailableError("engine not started")
+        loop = asyncio.get_running_loop()
+        return tuple(await loop.run_in_executor(self._tokenizer_pool, self.encode_prompt, request))
+
+    def encode_prompt(self, request: GenerateRequest) -> list[int]:
+        """The token ids the engine will see for this request's prompt or messages
+        (blocking: ``tokenize`` runs it off the event loop).
 
         A chat template or tokenizer refusing the input is the request's fault (400 naming
         ``messages`` / ``prompt``); a template that does not even parse is the model's (500).
@@ -224,9 +240,11 @@ class VLLMEngine:
             self._special_tokens = (self._tokenizer, special_token_strings(self._tokenizer))
         return self._special_tokens[1]
 
-    def count_prompt_tokens(self, request: GenerateRequest) -> int:
-        """How many tokens the prompt of ``request`` takes (for context policies)."""
-        return len(self.prompt_token_ids(request))
+    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        """How many tokens the prompt of ``request`` takes (its ids when it carries them)."""
+        if request.prompt_token_ids is not None:
+            return len(request.prompt_token_ids)
+        return len(await self.tokenize(request))
 
     def _check_length(self, request: GenerateRequest, prompt_len: int) -> int:
         limit = self._info.max_model_len
@@ -248,7 +266,9 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         engine = self._require_engine()
-        ids = self.prompt_token_ids(request)
+        # The ids the request path computed (its policies counted with them), else our own.
+        carried = request.prompt_token_ids
+        ids = list(carried if carried is not None else await self.tokenize(request))
         max_tokens = self._check_length(request, len(ids))
         params = self._sampling_params(request.sampling, max_tokens)
         prompt_tokens = len(ids)
@@ -331,6 +351,8 @@ class VLLMEngine:
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
+        self._tokenizer = None  # a late tokenize is "engine not started", not a dead pool's error
+        self._tokenizer_pool.shutdown(wait=False, cancel_futures=True)
 
     def _require_engine(self) -> Any:
         if self._engine is None:

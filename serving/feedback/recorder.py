@@ -3,7 +3,8 @@
 When a generation ends (finished, cut, failed or the client left) it queues one
 ``ResponseRecord`` on the store, read from the request's ``RequestResult``: a
 non-blocking put, the database write happens on the store's background thread. With
-``feedback.store_conversations`` on, the PII-redacted conversation is queued too.
+``feedback.store_conversations`` on, the conversation is queued too and PII-redacted by
+the store's writer thread before it is written.
 """
 
 from __future__ import annotations
@@ -62,9 +63,6 @@ class ResponseRecorder:
         if not self.store_conversations or ctx.generate is None:
             return None
         request = ctx.generate
-        messages = None
-        if request.messages is not None:
-            messages = [{**m, "content": self.redact(m.get("content", ""))} for m in request.messages]
-        prompt = self.redact(request.prompt) if request.prompt is not None else None
-        completions = [self.redact(text) for text in result.texts]
-        return Conversation(messages=messages, prompt=prompt, completions=completions)
+        messages = [dict(m) for m in request.messages] if request.messages is not None else None
+        # Redacted by the store's writer thread (a PII scan is CPU work: never on the event loop).
+        return Conversation(messages=messages, prompt=request.prompt, completions=list(result.texts), redact=self.redact)

@@ -59,11 +59,28 @@ class ResponseRecord:
 
 @dataclass(frozen=True)
 class Conversation:
-    """The text of one response, kept only when the deployment opted in (already redacted)."""
+    """The text of one response, kept only when the deployment opted in.
+
+    ``redact`` (PII masking) is applied by the store's writer thread, never on the
+    request's event loop; without it the text is stored as given.
+    """
 
     messages: list[dict[str, str]] | None
     prompt: str | None
     completions: list[str]
+    redact: Callable[[str], str] | None = field(default=None, repr=False, compare=False)
+
+    def row(self) -> dict[str, Any]:
+        """The stored columns: the text, redacted."""
+        clean = self.redact or (lambda text: text)
+        messages = None
+        if self.messages is not None:
+            messages = [{**m, "content": clean(m.get("content", ""))} for m in self.messages]
+        return {
+            "messages": messages,
+            "prompt": clean(self.prompt) if self.prompt is not None else None,
+            "completions": [clean(text) for text in self.completions],
+        }
 
 
 @dataclass(frozen=True)
@@ -224,7 +241,7 @@ class FeedbackStore:
     def _write(self, rows: list[tuple[ResponseRecord, Conversation | None]]) -> None:
         responses = [asdict(record) for record, _ in rows]
         conversations = [
-            {"response_id": record.response_id, **asdict(conv)} for record, conv in rows if conv is not None
+            {"response_id": record.response_id, **conv.row()} for record, conv in rows if conv is not None
         ]
         try:
             self._write_rows(responses, conversations, len(rows))

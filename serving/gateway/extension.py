@@ -18,6 +18,7 @@ from serving.core.extension import BuildContext, Extension
 from serving.engine.protocol import Engine
 from serving.gateway.admission.policy import AdmissionController, AdmissionPolicy
 from serving.gateway.auth.keys import KeyStore
+from serving.gateway.drain import drain_deployment_options
 from serving.gateway.auth.middleware import APIKeyMiddleware
 from serving.gateway.auth.policy import IdentityPolicy
 from serving.gateway.hygiene.body_limit import BodySizeLimitMiddleware
@@ -36,6 +37,11 @@ class Gateway(NamedTuple):
     policies: list[Any]
     middlewares: list[tuple[type, dict[str, Any]]]
     metrics: GatewayMetrics | None = None
+
+
+def ingress_options(settings: Any) -> dict[str, Any]:
+    """The split ingress drains like the model replica: it finishes its in-flight streams."""
+    return drain_deployment_options(settings.gateway.drain)
 
 
 def build(ctx: BuildContext) -> Extension:

@@ -1,8 +1,10 @@
 """Metrics of every gateway decision (prefix ``serving_gateway_``), recorded at the decision.
 
-Exported through ``ray.serve.metrics`` (Ray's metrics port, with a ``ray_`` prefix and
-the deployment/replica tags added by Serve). Labels are bounded: model, policy,
-decision, reason, tier — and the short key id only when ``metrics.label_key_id`` is on.
+Declared in ``serving.observability.catalog`` and recorded through a ``MetricsBackend``
+(by default ``ray.serve.metrics``: Ray's metrics port, with a ``ray_`` prefix and the
+deployment/replica tags added by Serve). Labels are bounded: model, policy, decision,
+reason, tier — and the short key id only when ``metrics.label_key_id`` is on (then the
+decisions counter is declared with the ``key_id`` label, otherwise without it).
 A small in-process tally mirrors the counters so tests and ``/debug`` can read them.
 """
 
@@ -11,7 +13,14 @@ from __future__ import annotations
 from collections import Counter as Tally
 from typing import Iterable
 
-from ray.serve.metrics import Counter, Gauge, Histogram
+from serving.observability.backends import MetricsBackend, RayMetricsBackend
+from serving.observability.catalog import (
+    GATEWAY_DECISIONS,
+    GATEWAY_DECISIONS_BY_KEY_ID,
+    GATEWAY_IN_FLIGHT,
+    GATEWAY_LIMITER_CHECK,
+    GATEWAY_LIMITER_UNAVAILABLE,
+)
 
 # Decisions and reasons (bounded sets; the request metric's outcome is the lead's).
 ALLOWED = "allowed"
@@ -20,40 +29,18 @@ CLAMPED = "clamped"
 FAILED_OPEN = "failed_open"
 FAILED_CLOSED = "failed_closed"
 
-_LATENCY_BUCKETS_S = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0]
-
 
 class GatewayMetrics:
     """The gateway's counters, gauges and histograms for one model."""
 
-    def __init__(self, model: str, *, label_key_id: bool = False) -> None:
+    def __init__(self, model: str, *, label_key_id: bool = False, backend: MetricsBackend | None = None) -> None:
         self.model = model
         self.label_key_id = label_key_id
-        tag_keys: tuple[str, ...] = ("model", "policy", "decision", "reason", "tier")
-        if label_key_id:
-            tag_keys += ("key_id",)
-        self._decisions = Counter(
-            "serving_gateway_decisions",
-            description="Gateway policy decisions by policy, decision and reason.",
-            tag_keys=tag_keys,
-        )
-        self._in_flight = Gauge(
-            "serving_gateway_in_flight_requests",
-            description="Requests inside this replica right now.",
-            tag_keys=("model",),
-        )
-        self._limiter_latency = Histogram(
-            "serving_gateway_limiter_check_seconds",
-            description="Time of one shared-limiter check-and-reserve call.",
-            boundaries=_LATENCY_BUCKETS_S,
-            tag_keys=("model", "store"),
-        )
-        self._limiter_unavailable = Counter(
-            "serving_gateway_limiter_unavailable",
-            description="Limiter store calls that failed or timed out, by store, operation "
-            "(acquire, release) and the consequence (failed_closed, failed_open, lease_expires).",
-            tag_keys=("model", "store", "operation", "action"),
-        )
+        self.backend = backend if backend is not None else RayMetricsBackend()
+        self._decisions = self.backend.instrument(GATEWAY_DECISIONS_BY_KEY_ID if label_key_id else GATEWAY_DECISIONS)
+        self._in_flight = self.backend.instrument(GATEWAY_IN_FLIGHT)
+        self._limiter_latency = self.backend.instrument(GATEWAY_LIMITER_CHECK)
+        self._limiter_unavailable = self.backend.instrument(GATEWAY_LIMITER_UNAVAILABLE)
         self.tally: Tally[tuple[str, str, str]] = Tally()
         self.unavailable: Tally[tuple[str, str, str]] = Tally()  # (store, operation, action)
 
@@ -76,21 +63,21 @@ class GatewayMetrics:
         }
         if self.label_key_id:
             tags["key_id"] = key_id or ""
-        self._decisions.inc(1, tags=tags)
+        self._decisions.record(1, tags)
         self.tally[(policy, decision, reason)] += 1
 
     def in_flight(self, count: int) -> None:
         """Set the number of requests inside this replica."""
-        self._in_flight.set(count, tags={"model": self.model})
+        self._in_flight.record(count, {"model": self.model})
 
     def limiter_check(self, seconds: float, store: str) -> None:
         """Observe the duration of one limiter call."""
-        self._limiter_latency.observe(seconds, tags={"model": self.model, "store": store})
+        self._limiter_latency.record(seconds, {"model": self.model, "store": store})
 
     def limiter_unavailable(self, store: str, operation: str, action: str) -> None:
         """Count one limiter store call that failed or timed out."""
         tags = {"model": self.model, "store": store, "operation": operation, "action": action}
-        self._limiter_unavailable.inc(1, tags=tags)
+        self._limiter_unavailable.record(1, tags)
         self.unavailable[(store, operation, action)] += 1
 
     def count(self, policy: str, decision: str | None = None, reason: str | None = None) -> int:

@@ -12,7 +12,7 @@ from typing import Any
 
 from serving.core.context import RequestContext
 
-CHARS_PER_TOKEN = 4  # a cheap, common estimate; real usage corrects the reservation
+CHARS_PER_TOKEN = 4  # a cheap, common estimate (no engine request); real usage corrects the reservation
 TOKENS_PER_MESSAGE = 4  # chat template overhead per message
 
 
@@ -26,7 +26,11 @@ class RequestView:
     n: int = 1
 
     def prompt_token_estimate(self) -> int:
-        """An estimate of prompt tokens before tokenizing (chars / 4 + template overhead)."""
+        """An estimate of prompt tokens before tokenizing (chars / 4 + template overhead).
+
+        Only where no exact count exists: the rate limiter reserves a generation's prompt
+        with the engine's tokenization (``serving.core.tokens.prompt_token_ids``).
+        """
         return math.ceil(self.chars / CHARS_PER_TOKEN) + TOKENS_PER_MESSAGE * self.messages
 
 

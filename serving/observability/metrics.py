@@ -1,9 +1,10 @@
 """Request-level metrics of our own (prefix ``serving_``), recorded at the event.
 
-Every metric is declared once here as a ``MetricSpec`` (name, type, labels, buckets);
-``docs/metrics.md`` documents each one and a test keeps the two in sync. The request
-path calls ``RequestMetrics.start(route)`` once per request and the returned
-``RequestRecord`` at each event (queue wait, tokens, disconnect, finish).
+Every metric is declared once as a ``MetricSpec`` in ``serving.observability.catalog``
+(re-exported here: ``METRICS`` are the request ones); ``docs/metrics.md`` documents
+each one and a test keeps the two in sync. The request path calls
+``RequestMetrics.start(route)`` once per request and the returned ``RequestRecord``
+at each event (queue wait, tokens, disconnect, finish).
 
 Metrics go through ``ray.serve.metrics`` by default, so inside a Serve replica they are
 exported on Ray's metrics port with a ``ray_`` prefix, ``_total`` on counters and the
@@ -11,145 +12,41 @@ application/deployment/replica tags (``serving_requests`` -> ``ray_serving_reque
 Outside a replica (or without a running Ray) recording is a harmless no-op. Tests pass a
 ``PrometheusClientBackend`` to read the values back under the same exported names.
 
-Labels are bounded: model, route template, status class, outcome (and a few small sets
-for operator counters). Never a raw path, request id, key or text: values outside
-the known sets become ``other``.
+Labels are bounded: model, route template, status class, outcome, version. Never a raw
+path, request id, key or text: values outside the known sets become ``other``.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 from serving.observability.backends import MetricsBackend, RayMetricsBackend
-from serving.observability.labels import BoundedLabel, status_class
-
-MetricKind = Literal["counter", "gauge", "histogram"]
-
-# Ray prepends this to every application metric on export.
-EXPORT_PREFIX = "ray_"
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    """One metric: its declared name, type, labels and (histograms) bucket bounds."""
-
-    name: str
-    kind: MetricKind
-    description: str
-    labels: tuple[str, ...]
-    buckets: tuple[float, ...] = ()
-
-    @property
-    def exported(self) -> str:
-        """The name Prometheus sees on Ray's port (``ray_`` prefix, ``_total`` on counters)."""
-        suffix = "_total" if self.kind == "counter" else ""
-        return f"{EXPORT_PREFIX}{self.name}{suffix}"
-
-
-# Latency buckets for LLM serving: milliseconds (cached prefixes, tiny models) up to
-# minutes (long generations, deep queues). Seconds, as Prometheus recommends.
-TTFT_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-ITL_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-E2E_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
-QUEUE_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-# The TTFT SLO threshold (seconds) is one of the TTFT bucket bounds; the alert rules
-# read the bucket with this ``le`` (deploy/prometheus/rules/serving-alerts.yaml).
-TTFT_SLO_THRESHOLD_S = 2.5
-
-REQUESTS = MetricSpec(
-    "serving_requests",
-    "counter",
-    "Finished requests by route, HTTP status class and outcome.",
-    ("model", "route", "status_class", "outcome"),
-)
-TIME_TO_FIRST_TOKEN = MetricSpec(
-    "serving_time_to_first_token_seconds",
-    "histogram",
-    "Seconds from request arrival to the first output token (queueing and prefill included).",
-    ("model", "route"),
-    TTFT_BUCKETS_S,
-)
-INTER_TOKEN_LATENCY = MetricSpec(
-    "serving_inter_token_latency_seconds",
-    "histogram",
-    "Seconds between output tokens after the first (per token, averaged within a chunk).",
-    ("model", "route"),
-    ITL_BUCKETS_S,
-)
-REQUEST_DURATION = MetricSpec(
-    "serving_request_duration_seconds",
-    "histogram",
-    "End-to-end seconds from request arrival to its last byte, by status class.",
-    ("model", "route", "status_class"),
+from serving.observability.catalog import (  # noqa: F401  (re-exported: imported from here elsewhere)
+    CLIENT_DISCONNECTS,
+    COMPLETION_TOKENS,
     E2E_BUCKETS_S,
-)
-QUEUE_WAIT = MetricSpec(
-    "serving_queue_wait_seconds",
-    "histogram",
-    "Seconds a request waited in the engine's queue before its first step.",
-    ("model",),
+    EXPORT_PREFIX,
+    IN_FLIGHT,
+    INTER_TOKEN_LATENCY,
+    ITL_BUCKETS_S,
+    MODEL_INFO,
+    PROMPT_TOKENS,
     QUEUE_BUCKETS_S,
-)
-PROMPT_TOKENS = MetricSpec(
-    "serving_prompt_tokens",
-    "counter",
-    "Prompt tokens of finished requests.",
-    ("model", "route"),
-)
-COMPLETION_TOKENS = MetricSpec(
-    "serving_completion_tokens",
-    "counter",
-    "Output tokens of finished requests (all choices).",
-    ("model", "route"),
-)
-IN_FLIGHT = MetricSpec(
-    "serving_requests_in_flight",
-    "gauge",
-    "Requests this replica is handling right now (arrived, not finished).",
-    ("model", "route"),
-)
-CLIENT_DISCONNECTS = MetricSpec(
-    "serving_client_disconnects",
-    "counter",
-    "Requests whose client went away before the response ended (the engine request was aborted).",
-    ("model", "route"),
-)
-MODEL_INFO = MetricSpec(
-    "serving_model_info",
-    "gauge",
-    "Always 1 per replica: which model version the replica serves.",
-    ("model", "version"),
-)
-FEEDBACK = MetricSpec(
-    "serving_feedback",
-    "counter",
-    "User feedback on responses by model version and rating.",
-    ("model", "version", "rating"),
-)
-MODERATION_BLOCKS = MetricSpec(
-    "serving_moderation_blocks",
-    "counter",
-    "Requests or responses blocked by moderation, by stage and category.",
-    ("model", "stage", "category"),
-)
-
-METRICS: tuple[MetricSpec, ...] = (
+    QUEUE_WAIT,
+    REQUEST_DURATION,
+    REQUEST_METRICS,
     REQUESTS,
     TIME_TO_FIRST_TOKEN,
-    INTER_TOKEN_LATENCY,
-    REQUEST_DURATION,
-    QUEUE_WAIT,
-    PROMPT_TOKENS,
-    COMPLETION_TOKENS,
-    IN_FLIGHT,
-    CLIENT_DISCONNECTS,
-    MODEL_INFO,
-    FEEDBACK,
-    MODERATION_BLOCKS,
+    TTFT_BUCKETS_S,
+    TTFT_SLO_THRESHOLD_S,
+    MetricKind,
+    MetricSpec,
 )
+from serving.observability.labels import BoundedLabel, status_class
+
+# The request metrics this module records (the whole stack's: catalog.CATALOG).
+METRICS: tuple[MetricSpec, ...] = REQUEST_METRICS
 
 # The bounded label values (anything else is recorded as "other").
 OUTCOMES = frozenset(
@@ -165,8 +62,6 @@ OUTCOMES = frozenset(
         "engine_aborted",  # the engine ended the generation itself (a 500)
     }
 )
-MODERATION_STAGES = frozenset({"input", "output"})
-FEEDBACK_RATINGS = frozenset({"up", "down", "1", "2", "3", "4", "5"})
 
 
 @dataclass
@@ -237,11 +132,7 @@ class RequestMetrics:
         self._instruments = {spec.name: self.backend.instrument(spec) for spec in METRICS}
         self._route = BoundedLabel(max_values=32)
         self._outcome = BoundedLabel(OUTCOMES)
-        self._model = BoundedLabel(max_values=16)
         self._version = BoundedLabel(max_values=16)
-        self._category = BoundedLabel(max_values=32)
-        self._stage = BoundedLabel(MODERATION_STAGES)
-        self._rating = BoundedLabel(FEEDBACK_RATINGS)
         self._in_flight: dict[str, int] = {}
         self.set_model_info(version)
 
@@ -255,20 +146,6 @@ class RequestMetrics:
     def set_model_info(self, version: str) -> None:
         """Publish ``serving_model_info{model, version} = 1`` for this replica."""
         self._set(MODEL_INFO, 1, {"version": self._version(str(version))})
-
-    def feedback(self, model: str, version: str, rating: str | int) -> None:
-        """Count one user feedback (``rating``: up/down or 1..5) on ``model`` ``version``."""
-        self._instruments[FEEDBACK.name].record(
-            1,
-            {"model": self._model(model), "version": self._version(str(version)), "rating": self._rating(str(rating))},
-        )
-
-    def moderation_block(self, model: str, stage: str, category: str) -> None:
-        """Count one moderation block at ``stage`` (input/output) for ``category``."""
-        self._instruments[MODERATION_BLOCKS.name].record(
-            1,
-            {"model": self._model(model), "stage": self._stage(stage), "category": self._category(category)},
-        )
 
     # The record's helpers: every request metric carries this replica's model label.
     def _inc(self, spec: MetricSpec, value: float, labels: dict[str, str]) -> None:

@@ -8,8 +8,7 @@ from ray import serve
 from ray.serve import Application
 
 from serving.config.settings import ModelSettings, Settings, load_settings
-from serving.gateway.drain import drain_deployment_options
-from serving.core.extension import deployments
+from serving.core.extension import deployments, ingress_options, model_options
 from serving.extensions import FEATURES
 from serving.ray_serve.deployments import ModelDeployment, OpenAIIngress, OpenAIModelServer
 from serving.ray_serve.placement import replica_placement_options
@@ -37,9 +36,7 @@ def deployment_options(model: ModelSettings) -> dict[str, Any]:
 def build_app_from_settings(settings: Settings) -> Application:
     """The Serve application for validated settings (colocated or split topology)."""
     options = deployment_options(settings.model)
-    router_config = settings.context.sticky_routing.request_router_config()
-    if router_config is not None:
-        options["request_router_config"] = router_config
+    options.update(model_options(FEATURES, settings))  # e.g. sticky routing's request router
     extra = deployments(FEATURES, settings)  # the features' own deployments (embeddings, classifier), if enabled
     if settings.http.topology == "colocated":
         return serve.deployment(OpenAIModelServer, name=MODEL_DEPLOYMENT, **options).bind(settings, **extra)
@@ -49,7 +46,7 @@ def build_app_from_settings(settings: Settings) -> Application:
         name=INGRESS_DEPLOYMENT,
         num_replicas=settings.http.ingress_replicas,
         max_ongoing_requests=max(1000, options["max_ongoing_requests"] * 4),
-        **drain_deployment_options(settings.gateway.drain),
+        **ingress_options(FEATURES, settings),  # the gateway's drain
         ray_actor_options={"num_cpus": settings.http.ingress_num_cpus},
     )
     return ingress.bind(settings, model, **extra)

@@ -78,8 +78,12 @@ class ModelDeployment(_EngineOwner):
     def info(self) -> ModelInfo:
         return self.engine.info
 
-    def count_prompt_tokens(self, request: GenerateRequest) -> int:
-        return self.engine.count_prompt_tokens(request)
+    async def tokenize(self, request: GenerateRequest) -> tuple[int, ...]:
+        """The engine's prompt token ids (its tokenizer thread; never this replica's event loop)."""
+        return await self.engine.tokenize(request)
+
+    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        return await self.engine.count_prompt_tokens(request)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         self.admission.admit(request.request_id)  # OverloadedError -> 429 at the ingress

@@ -152,18 +152,25 @@ class HandleEngine:
             if not pending.done():
                 pending.cancel()
 
-    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
-        """Prompt tokens as the model replica's tokenizer counts them (a context policy asks
-        before every chat request: it must not wait out a missing replica either)."""
-        response = self._handle.count_prompt_tokens.remote(request)
+    async def tokenize(self, request: GenerateRequest) -> tuple[int, ...]:
+        """Prompt token ids from the model replica's tokenizer (the request path asks once per
+        chat request, before the engine: it must not wait out a missing replica either).
+        The ids travel back with the request to ``generate``, which does not tokenize again."""
+        response = self._handle.tokenize.remote(request)
         try:
-            return await self._answer(_resolved(response))
+            return tuple(await self._answer(_resolved(response)))
         except Exception as exc:
             response.cancel()
             translated = _translate(exc)
             if translated is exc:
                 raise
             raise translated from exc
+
+    async def count_prompt_tokens(self, request: GenerateRequest) -> int:
+        """The request's carried ids' length, else ``len(await tokenize(request))``."""
+        if request.prompt_token_ids is not None:
+            return len(request.prompt_token_ids)
+        return len(await self.tokenize(request))
 
     async def abort(self, request_id: str) -> None:
         await self._handle.abort.remote(request_id)

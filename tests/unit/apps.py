@@ -56,3 +56,16 @@ def plus(**parts: Any) -> tuple[Feature, ...]:
     """The production features and one more, built from ``parts`` (``Extension`` fields),
     last in the list: how a test adds a policy, a stream hook or an observer."""
     return (*FEATURES, Feature("test", lambda _ctx: Extension(**parts)))
+
+
+class CapturePolicy:
+    """A policy that only remembers every context it was given (what the policies before it left)."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def before(self, ctx: Any) -> None:
+        self.seen.append(ctx)
+
+    async def after(self, ctx: Any, result: Any) -> None:
+        return None

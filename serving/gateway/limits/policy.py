@@ -1,6 +1,8 @@
 """Per-key rpm / tpm / concurrency limits as a request policy (429 + OpenAI rate-limit headers).
 
-Reservations: prompt estimate + the request's effective output limit per choice (its
+Reservations: the prompt's exact token count (the engine's tokenization, done once per
+request and cached on it: ``serving.core.tokens``; an estimate only where there is no
+engine request) + the request's effective output limit per choice (its
 ``max_tokens``, else the model's default output cap, else what the context window
 leaves), settled with the real usage when the request ends, a client abort included.
 When the store cannot be reached the request gets a 503 ``limiter_unavailable``
@@ -19,6 +21,7 @@ from serving.gateway.admission.policy import OVERLOADED_ANNOTATION
 from serving.gateway.auth.keys import KeyStore
 from serving.core.context import RequestContext
 from serving.core.result import RequestResult
+from serving.core.tokens import prompt_token_ids
 from serving.gateway.limits.buckets import CONCURRENCY, REQUESTS, TOKENS, TOO_LARGE, Decision, Limits
 from serving.gateway.limits.headers import duration, rate_limit_headers, retry_after
 from serving.gateway.limits.store import Limiter, LimiterUnavailable
@@ -107,7 +110,7 @@ class RateLimitPolicy:
         self.fail_open = fail_open
         self.metrics = metrics
         self.model = model
-        self._reservations: dict[str, tuple[str, str, int]] = {}  # response id -> key, reservation, prompt
+        self._reservations: dict[str, tuple[str, str, int]] = {}  # response id -> key, reservation, prompt tokens
         self._settling: set[asyncio.Task] = set()
 
     def _output_tokens(self, ctx: RequestContext, view: RequestView, prompt: int) -> int:
@@ -122,10 +125,19 @@ class RateLimitPolicy:
         cap = self.model.sampling_defaults.max_tokens
         return room if cap is None else min(cap, room)
 
-    def _tokens(self, ctx: RequestContext) -> tuple[int, int]:
-        """(tokens to reserve, estimated prompt tokens)."""
+    async def _tokens(self, ctx: RequestContext) -> tuple[int, int]:
+        """(tokens to reserve, prompt tokens).
+
+        The prompt is counted exactly: the engine's tokenization of ``ctx.generate``, cached
+        on it, so the context policy and the engine reuse the ids (no second tokenization).
+        The chars / 4 estimate is left for what has no engine request (the routes that
+        generate nothing: ``NO_GENERATION``) or no tokenizer at hand. This policy runs
+        before the context policy: if truncation later shrinks the prompt, the reservation
+        is still the whole conversation's, and ``after`` settles it with the real usage.
+        """
         view = view_of(ctx)
-        prompt = view.prompt_token_estimate()
+        ids = await prompt_token_ids(ctx)
+        prompt = len(ids) if ids is not None else view.prompt_token_estimate()
         return prompt + self._output_tokens(ctx, view, prompt) * max(1, view.n), prompt
 
     async def before(self, ctx: RequestContext) -> GenerateRequest | None:
@@ -133,7 +145,7 @@ class RateLimitPolicy:
         limits = self.resolver.limits_for(ctx.key_id, ctx.tier)
         if limits.is_unlimited():
             return None
-        tokens, prompt = self._tokens(ctx)
+        tokens, prompt = await self._tokens(ctx)
         started = time.perf_counter()
         try:
             decision = await self.limiter.acquire(key, limits, tokens, request_id=ctx.response_id)
@@ -179,10 +191,10 @@ class RateLimitPolicy:
         held = self._reservations.pop(ctx.response_id, None)
         if held is None:
             return
-        key, reservation, prompt_estimate = held
+        key, reservation, prompt_reserved = held
         prompt_tokens, completion_tokens = result.prompt_tokens, result.completion_tokens
         if prompt_tokens == 0 and ctx.annotations.get("outcome") == "aborted":
-            prompt_tokens = prompt_estimate  # the client left before the first output: the prompt was sent
+            prompt_tokens = prompt_reserved  # the client left before the first output: the prompt was sent
         release = asyncio.ensure_future(
             self._release(ctx, key, reservation, prompt_tokens + completion_tokens, refused_for_overload(ctx))
         )

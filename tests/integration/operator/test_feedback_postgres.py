@@ -117,7 +117,7 @@ async def test_killing_the_database_under_concurrent_feedback_loses_no_accepted_
     seed.close()
 
     settings = load_settings({"feedback": {"database_url": pg_server.url, "lookup_grace_s": 0.2}})
-    ext, app = build_asgi(settings, FakeEngine(), {})  # the replica's app, as Serve runs it
+    app = build_asgi(settings, FakeEngine(), {})  # the replica's app, as Serve runs it
     accepted: set[str] = set()  # 201
     refused: list[str] = []  # 503, to be retried once the database is back
     statuses: list[int] = []
@@ -163,7 +163,7 @@ async def test_killing_the_database_under_concurrent_feedback_loses_no_accepted_
                 retried[response_id] = r.status_code
             assert set(retried.values()) <= {201, 409}, retried
     finally:
-        ext.close()
+        app.state.extensions.close()
 
     print(f"\n{len(statuses)} posts: {statuses.count(201)} 201, {statuses.count(503)} 503; retried {len(refused)}")
     assert 500 not in statuses and set(statuses) <= {201, 503}

@@ -153,3 +153,11 @@ async def test_adding_a_policy_is_one_module_and_one_line(tmp_path: Path, monkey
         assert policy.last_outcome == "ok"
     finally:
         sys.modules.pop("block_header", None)
+
+
+def test_sticky_routing_sets_the_model_deployments_request_router() -> None:
+    from serving.core.extension import model_options
+
+    assert model_options(FEATURES, load_settings({})) == {}
+    options = model_options(FEATURES, load_settings({"context": {"sticky_routing": {"enabled": True}}}))
+    assert options["request_router_config"]["request_router_class"] == "serving.context.routing:SessionAffinityRouter"

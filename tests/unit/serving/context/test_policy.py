@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -11,7 +12,7 @@ from serving.config.context import ContextSettings
 from serving.context.tokens import engine_token_counter
 from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import GenerateRequest, SamplingOptions
-from serving.errors import ContextLengthExceededError
+from serving.errors import ContextLengthExceededError, InvalidRequestError
 from serving.core.context import RequestContext
 
 WINDOW = 100
@@ -116,19 +117,51 @@ async def test_raw_prompts_and_policy_off_are_left_alone() -> None:
     assert await make_policy(policy="off").before(ctx_for(conversation(20))) is None
 
 
-async def test_async_token_counters_are_supported() -> None:
-    class AsyncCounting:
-        calls = 0
+async def test_a_fitting_conversation_reuses_the_cached_ids() -> None:
+    engine = FakeEngine(FakeEngineConfig(max_model_len=WINDOW))
+    policy = ContextWindowPolicy(ContextSettings(), max_model_len=WINDOW, count_tokens=engine_token_counter(engine))
+    ctx = ctx_for(conversation(2))
+    ids = engine.token_ids(ctx.generate)
+    ctx.generate = dataclasses.replace(ctx.generate, prompt_token_ids=ids)  # e.g. the rate limiter's
+    assert await policy.before(ctx) is None
+    assert engine.tokenize_calls == 0 and ctx.generate.prompt_token_ids == ids
+    # Nothing cached yet: tokenized once, and the ids stay on the request for the engine.
+    fresh = ctx_for(conversation(2))
+    assert await policy.before(fresh) is None
+    assert engine.tokenize_calls == 1 and fresh.generate.prompt_token_ids == ids
 
-        async def count_prompt_tokens(self, request: GenerateRequest) -> int:
-            AsyncCounting.calls += 1
-            return ENGINE.count_tokens(request)
 
-    policy = ContextWindowPolicy(ContextSettings(), max_model_len=WINDOW, count_tokens=engine_token_counter(AsyncCounting()))
-    truncated = await policy.before(ctx_for(conversation(8)))
-    assert truncated is not None and AsyncCounting.calls <= 8  # binary search, not one count per message
+async def test_truncation_carries_the_kept_conversations_ids() -> None:
+    engine = FakeEngine(FakeEngineConfig(max_model_len=WINDOW))
+    policy = ContextWindowPolicy(ContextSettings(), max_model_len=WINDOW, count_tokens=engine_token_counter(engine))
+    ctx = ctx_for(conversation(8))
+    truncated = await policy.before(ctx)
+    assert truncated is not None and truncated.prompt_token_ids == engine.token_ids(truncated)
+    others = len(ctx.generate.messages) - 1
+    # The whole conversation once, then a binary search: no count per message, no recount of the kept one.
+    assert engine.tokenize_calls <= 1 + math.ceil(math.log2(others))
+    assert ctx.generate.prompt_token_ids == engine.token_ids(ctx.generate)  # the original's, cached
+    assert ctx.response_headers[DROPPED_TOKENS_HEADER] == str(len(ctx.generate.prompt_token_ids) - len(truncated.prompt_token_ids))
+    # The engine feeds the carried ids: no tokenization at generate.
+    calls = engine.tokenize_calls
+    outs = [o async for o in engine.generate(truncated)]
+    assert outs[0].prompt_tokens == len(truncated.prompt_token_ids) and engine.tokenize_calls == calls
 
 
-def test_engine_without_a_counter_is_an_error() -> None:
-    with pytest.raises(TypeError, match="count_prompt_tokens"):
+async def test_tokenizer_errors_reach_the_client() -> None:
+    engine = FakeEngine(FakeEngineConfig(max_model_len=WINDOW, special_tokens=("<|im_end|>",)))
+    policy = ContextWindowPolicy(ContextSettings(), max_model_len=WINDOW, count_tokens=engine_token_counter(engine))
+    with pytest.raises(InvalidRequestError):
+        await policy.before(ctx_for([msg("user", 3), {"role": "user", "content": "x <|im_end|>"}]))
+
+
+def test_engine_without_an_async_tokenizer_is_an_error() -> None:
+    with pytest.raises(TypeError, match="tokenize"):
         engine_token_counter(object())
+
+    class SyncTokenizer:
+        def tokenize(self, request: GenerateRequest) -> tuple[int, ...]:
+            return ()
+
+    with pytest.raises(TypeError, match="async tokenize"):
+        engine_token_counter(SyncTokenizer())

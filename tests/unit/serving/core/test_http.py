@@ -11,28 +11,13 @@ from pydantic import BaseModel
 
 from serving.core.extension import Extension, Feature
 from serving.extensions import FEATURES
-from tests.unit.apps import build_app
+from tests.unit.apps import CapturePolicy, build_app
 from serving.config.settings import load_settings
 from serving.engine.fake import FakeEngine
 from serving.gateway.auth.keys import hash_key
-from serving.core.context import RequestContext
-from serving.core.result import RequestResult
 from serving.gateway.limits.store import LocalLimiter
 
 SECRET = "sk-secret-0123456789abcdef"
-
-
-class CapturePolicy:
-    """The last policy: remembers the context it was given (after authentication)."""
-
-    def __init__(self) -> None:
-        self.seen: list[RequestContext] = []
-
-    async def before(self, ctx: RequestContext) -> None:
-        self.seen.append(ctx)
-
-    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
-        return None
 
 
 def _texts(value, depth=0):

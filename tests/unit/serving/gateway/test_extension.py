@@ -38,7 +38,6 @@ def app_for(tmp_path, gateway: dict, engine: FakeEngine | None = None, limiter=N
     engine = engine or FakeEngine()
     app = build_app(settings, engine, overrides={"limiter": limiter or LocalLimiter()})
     built = gateway_of(app)
-    
     return app, built
 
 
@@ -93,7 +92,8 @@ async def test_every_v1_route_needs_a_key_probes_do_not(tmp_path):
 async def test_rpm_exactly_n_then_429_with_headers_on_every_response(tmp_path):
     app, _ = app_for(tmp_path, LIMITS)
     async with client(app) as c:
-        responses = [await c.post(**chat(LIMITED)) for _ in range(5)]
+        # max_tokens above the reply's 6 tokens: the reservation is larger than the usage.
+        responses = [await c.post(**chat(LIMITED, max_tokens=16)) for _ in range(5)]
         unlimited = await c.post(**chat(GOOD))
     assert [r.status_code for r in responses] == [200, 200, 200, 429, 429]
     for r in responses:

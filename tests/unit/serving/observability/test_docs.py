@@ -1,4 +1,4 @@
-"""docs/metrics.md stays in sync with metrics.py, the dashboards and the rules."""
+"""docs/metrics.md stays in sync with the metrics catalog, the dashboards and the rules."""
 
 from __future__ import annotations
 
@@ -8,11 +8,21 @@ from collections import defaultdict
 import pytest
 
 from serving.observability.expressions import REPO_ROOT, all_expressions, metric_names
-from serving.observability.metrics import METRICS
+from serving.observability.catalog import CATALOG, VARIANTS, MetricSpec
 
 DOC = (REPO_ROOT / "docs" / "metrics.md").read_text()
 ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<kind>\w+) \| (?P<labels>[^|]*) \| (?P<meaning>[^|]*) \| (?P<used>[^|]*) \|$", re.M)
 ROWS = {m["name"]: m for m in ROW.finditer(DOC)}
+
+
+def _labels(row: re.Match) -> tuple[set[str], set[str]]:
+    """(labels, optional labels) of a row: ``a, b [, c]`` -> ({a, b}, {c})."""
+    text, _, optional = row["labels"].partition("[")
+
+    def split(part: str) -> set[str]:
+        return {label.strip() for label in part.strip(" ]").split(",") if label.strip()}
+
+    return split(text), split(optional)
 
 
 def _base(name: str) -> str:
@@ -29,17 +39,27 @@ def _users() -> dict[str, set[str]]:
     return users
 
 
-def test_every_declared_metric_is_documented_with_its_type_and_labels() -> None:
-    for spec in METRICS:
+def test_every_catalog_metric_is_documented_with_its_type_and_labels() -> None:
+    for spec in CATALOG:
         row = ROWS.get(spec.exported)
         assert row is not None, f"{spec.exported} missing from docs/metrics.md"
         assert row["kind"] == spec.kind, spec.exported
-        assert {label.strip() for label in row["labels"].split(",")} == set(spec.labels), spec.exported
+        labels, optional = _labels(row)
+        assert labels == set(spec.labels), spec.exported
+        extra = {label for v in VARIANTS if v.name == spec.name for label in v.labels if label not in spec.labels}
+        assert optional == extra, f"{spec.exported}: optional labels [{optional}] vs the catalog's variants {extra}"
         assert row["meaning"].strip()
 
 
-def test_every_documented_serving_metric_is_declared() -> None:
-    declared = {spec.exported for spec in METRICS}
+def test_the_feature_metrics_are_documented_too() -> None:
+    for prefix in ("gateway", "moderation", "feedback", "embeddings"):
+        specs = [spec for spec in CATALOG if spec.name.startswith(f"serving_{prefix}_")]
+        assert specs, prefix
+        assert all(spec.exported in ROWS for spec in specs), prefix
+
+
+def test_every_documented_serving_metric_is_in_the_catalog() -> None:
+    declared = {spec.exported for spec in CATALOG}
     documented = {name for name in ROWS if name.startswith("ray_serving_")}
     assert documented == declared
 
@@ -66,17 +86,8 @@ def test_every_recording_rule_is_documented() -> None:
             assert ROWS.get(name) is not None and ROWS[name]["kind"] == "recorded", name
 
 
-@pytest.mark.parametrize(
-    ("title", "spec_name"),
-    [
-        ("time to first token", "serving_time_to_first_token_seconds"),
-        ("inter-token latency", "serving_inter_token_latency_seconds"),
-        ("request duration", "serving_request_duration_seconds"),
-        ("queue wait", "serving_queue_wait_seconds"),
-    ],
-)
-def test_documented_buckets_are_the_declared_ones(title: str, spec_name: str) -> None:
-    (spec,) = [s for s in METRICS if s.name == spec_name]
-    match = re.search(rf"^\| {re.escape(title)} \| ([0-9. ]+) \|$", DOC, re.M)
-    assert match, title
-    assert [float(b) for b in match.group(1).split()] == list(spec.buckets)
+@pytest.mark.parametrize("spec", [s for s in CATALOG if s.kind == "histogram"], ids=lambda s: s.name)
+def test_documented_buckets_are_the_declared_ones(spec: MetricSpec) -> None:
+    match = re.search(rf"^\| [^|`]+ \| `{re.escape(spec.exported)}` \| ([0-9. ]+) \|$", DOC, re.M)
+    assert match, f"no bucket row for {spec.exported}"
+    assert [float(b) for b in match.group(1).split()] == [float(b) for b in spec.buckets]

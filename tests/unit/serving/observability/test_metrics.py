@@ -96,16 +96,10 @@ def test_model_info_is_published_at_construction(metrics, scrape) -> None:
     assert scrape.samples("ray_serving_model_info") == {frozenset({("model", "tiny"), ("version", "3")}): 1.0}
 
 
-def test_feedback_and_moderation_counters(metrics, scrape) -> None:
-    metrics.feedback("tiny", "3", "up")
-    metrics.feedback("tiny", "3", 5)
-    metrics.feedback("tiny", "3", "I loved it")
-    metrics.moderation_block("tiny", "input", "violence")
-    metrics.moderation_block("tiny", "middle", "violence")
-    ratings = {dict(k)["rating"]: v for k, v in scrape.samples("ray_serving_feedback_total").items()}
-    assert ratings == {"up": 1, "5": 1, "other": 1}
-    stages = {dict(k)["stage"]: v for k, v in scrape.samples("ray_serving_moderation_blocks_total").items()}
-    assert stages == {"input": 1, "other": 1}
+def test_request_metrics_records_no_feature_metric() -> None:
+    # The features record their own (serving/{gateway,moderation,feedback,embeddings}/metrics.py).
+    assert not hasattr(RequestMetrics, "feedback") and not hasattr(RequestMetrics, "moderation_block")
+    assert all(spec.name.split("_")[1] not in {"gateway", "moderation", "feedback", "embeddings"} for spec in METRICS)
 
 
 def test_every_declared_metric_is_exported_under_its_documented_name(metrics, scrape) -> None:
@@ -115,8 +109,6 @@ def test_every_declared_metric_is_exported_under_its_documented_name(metrics, sc
     record.tokens(1)
     record.disconnected()
     record.finish(status_code=200, outcome="ok", prompt_tokens=1, completion_tokens=2)
-    metrics.feedback("tiny", "3", "down")
-    metrics.moderation_block("tiny", "output", "self_harm")
     text = scrape.backend.exposition()
     for spec in METRICS:
         sample = spec.exported + ("_count" if spec.kind == "histogram" else "")
@@ -160,8 +152,6 @@ def test_without_ray_the_default_backend_records_nowhere_and_never_fails() -> No
     record.tokens(2)
     record.disconnected()
     record.finish(status_code=200, outcome="ok", prompt_tokens=4, completion_tokens=5)
-    metrics.feedback("tiny", "1", "up")
-    metrics.moderation_block("tiny", "input", "spam")
     assert not ray.is_initialized()  # recording did not start Ray
     assert metrics.backend.refresher._thread is None  # nor a refresh thread
 

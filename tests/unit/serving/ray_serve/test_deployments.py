@@ -73,3 +73,14 @@ def test_every_deployment_installs_redaction_after_configuring_logging(calls, cl
     assert "install_redaction" in names, f"{cls.__name__} does not install log redaction"
     assert names.index("configure_logging") < names.index("install_redaction")
     assert dict(calls)["install_redaction"] == settings.privacy
+
+
+async def test_the_model_deployment_tokenizes_with_its_engine() -> None:
+    from serving.engine.fake import FakeEngine
+    from serving.engine.protocol import GenerateRequest, SamplingOptions
+
+    model = object.__new__(d.ModelDeployment)
+    model.engine = engine = FakeEngine()
+    request = GenerateRequest(request_id="r", sampling=SamplingOptions(), messages=({"role": "user", "content": "a b"},))
+    assert await model.tokenize(request) == engine.token_ids(request)
+    assert await model.count_prompt_tokens(request) == 5 and engine.tokenize_calls == 2

@@ -4,6 +4,7 @@ no running model replica at all, is a 503 — at once, not after Serve's router 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -111,7 +112,7 @@ async def test_a_slow_first_output_is_awaited_while_a_replica_runs() -> None:
 
 
 class _HeldCall:
-    """A non-streaming handle call Serve's router holds (``count_prompt_tokens``)."""
+    """A non-streaming handle call Serve's router holds (``tokenize``)."""
 
     def __init__(self) -> None:
         self.cancelled = False
@@ -123,10 +124,31 @@ class _HeldCall:
         self.cancelled = True
 
 
-async def test_counting_prompt_tokens_does_not_wait_out_a_missing_replica() -> None:
+class _Answered:
+    """A non-streaming handle call that answers ``value`` (a list, as it arrives over Ray)."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def __await__(self):
+        async def answer():
+            return self.value
+
+        return answer().__await__()
+
+    def cancel(self) -> None:
+        pass
+
+
+def _method(calls: list, answer):
+    return type("M", (), {"remote": staticmethod(lambda request: calls.append(request) or answer())})()
+
+
+@pytest.mark.parametrize("count", [False, True], ids=["tokenize", "count_prompt_tokens"])
+async def test_tokenizing_does_not_wait_out_a_missing_replica(count: bool) -> None:
     call = _HeldCall()
     handle = _Handle(_SilentStream())
-    handle.count_prompt_tokens = type("M", (), {"remote": staticmethod(lambda request: call)})()
+    handle.tokenize = _method([], lambda: call)
 
     async def none_running() -> bool:
         return False
@@ -134,5 +156,17 @@ async def test_counting_prompt_tokens_does_not_wait_out_a_missing_replica() -> N
     engine = HandleEngine(handle, INFO, replicas_running=none_running, check_interval_s=0.05)
     request = GenerateRequest(request_id="r4", sampling=SamplingOptions(max_tokens=4), prompt="hi")
     with pytest.raises(ServiceUnavailableError):
-        await asyncio.wait_for(engine.count_prompt_tokens(request), 2)
+        await asyncio.wait_for((engine.count_prompt_tokens if count else engine.tokenize)(request), 2)
     assert call.cancelled
+
+
+async def test_tokenize_asks_the_model_replica_once_and_counts_reuse_carried_ids() -> None:
+    calls: list[GenerateRequest] = []
+    handle = _Handle(_SilentStream())
+    handle.tokenize = _method(calls, lambda: _Answered([3, 4, 5]))
+    engine = HandleEngine(handle, INFO)
+    request = GenerateRequest(request_id="r5", sampling=SamplingOptions(max_tokens=4), prompt="a b c")
+    assert await engine.tokenize(request) == (3, 4, 5)
+    assert await engine.count_prompt_tokens(request) == 3 and len(calls) == 2
+    carried = dataclasses.replace(request, prompt_token_ids=(3, 4, 5))
+    assert await engine.count_prompt_tokens(carried) == 3 and len(calls) == 2  # no round trip

@@ -11,10 +11,8 @@ import pytest
 from serving.errors import AuthenticationError
 from serving.gateway.auth.keys import KeyStore, hash_key
 from serving.gateway.auth.policy import IdentityPolicy, presented_key
-from serving.core.context import RequestContext
-from serving.core.result import RequestResult
 from serving.engine.fake import FakeEngine
-from tests.unit.apps import build_app, gateway_of, plus
+from tests.unit.apps import CapturePolicy, build_app, gateway_of, plus
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -48,17 +46,6 @@ async def test_with_auth_a_context_without_an_authenticated_key_is_refused(ctx_f
     assert info.value.status_code == 401 and info.value.code == "missing_api_key"
 
 
-class Capture:
-    def __init__(self) -> None:
-        self.seen: list[RequestContext] = []
-
-    async def before(self, ctx: RequestContext) -> None:
-        self.seen.append(ctx)
-
-    async def after(self, ctx: RequestContext, result: RequestResult) -> None:
-        return None
-
-
 class CountingStore(KeyStore):
     lookups = 0
 
@@ -73,7 +60,7 @@ def app_and_capture(tmp_path, monkeypatch):
     path.write_text(f"keys: [{{key: {SECRET}, tier: pro}}, {{key: sk-test-notiered-key}}]")
     monkeypatch.setattr("serving.gateway.extension.KeyStore", CountingStore)
     CountingStore.lookups = 0
-    capture = Capture()
+    capture = CapturePolicy()
     settings = {
         "feedback": {"enabled": False},
         "gateway": {"auth": {"enabled": True, "keys_file": str(path)}, "limits": {"default_tier": "free", "tiers": {"free": {}, "pro": {}}}},

@@ -74,8 +74,8 @@ async def test_request_without_max_tokens_reserves_the_models_output_cap(tmp_pat
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         r = await c.post(**chat())
     assert r.status_code == 200
-    # "hi": 1 estimated prompt token + 4 per message, plus the model's cap of 50 output tokens.
-    assert r.headers["x-ratelimit-remaining-tokens"] == str(TPM - 5 - 50)
+    # "hi": the engine's exact count (1 word + 3 per message), plus the model's cap of 50 output tokens.
+    assert r.headers["x-ratelimit-remaining-tokens"] == str(TPM - 4 - 50)
     usage = r.json()["usage"]
     level = frozen.core._keys[KEY_ID].tokens.level
     assert level == TPM - usage["prompt_tokens"] - usage["completion_tokens"]  # settled from real usage
@@ -150,7 +150,7 @@ async def test_client_abort_settles_from_what_was_generated(tmp_path, network_li
     assert admission.controller.in_flight == 0  # the other policies' end-of-request work still ran
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
         nxt = await c.post(**chat(max_tokens=1))
-    charged = TPM - 6 - int(nxt.headers["x-ratelimit-remaining-tokens"])  # 6: the next request's reservation
     prompt = 1 + 3  # the fake engine's count for "hi"
+    charged = TPM - (prompt + 1) - int(nxt.headers["x-ratelimit-remaining-tokens"])  # the next request's reservation
     # Charged: the prompt and the tokens generated before the client left, not the 400 reserved.
     assert prompt + 1 <= charged <= prompt + events + 2

@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
+from serving.engine.fake import FakeEngine, FakeEngineConfig
 from serving.engine.protocol import ModelInfo, SamplingDefaults
-from serving.errors import RateLimitError, ServiceUnavailableError, error_body_for
+from serving.errors import InvalidRequestError, RateLimitError, ServiceUnavailableError, error_body_for
 from serving.gateway.auth.keys import KeyStore
 from serving.gateway.limits.buckets import LimiterCore
 from serving.gateway.limits.policy import ANNOTATION, LimitResolver, RateLimitPolicy
@@ -87,6 +88,44 @@ async def test_tokens_reserved_from_prompt_and_max_tokens_then_real_usage(limite
     assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 50 - 614)
 
 
+async def test_tokens_reserved_from_the_engines_exact_prompt_count(limiter, metrics, ctx_factory):
+    engine = FakeEngine(FakeEngineConfig(max_model_len=4096))
+    policy = policy_for(settings(free=TierLimits(tpm=1000)), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="free", messages=["x" * 40, "a b c"], max_tokens=300, n=2)
+    ctx.tokenize = engine.tokenize  # as the generation pipeline sets it
+    await policy.before(ctx)
+    # The fake engine's count: (1 + 3) + (3 + 3) = 10 prompt tokens (not the estimate of 12 + 4 per message = 20), plus 2 x 300.
+    assert ctx.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 10 - 600)
+    assert ctx.generate.prompt_token_ids == engine.token_ids(ctx.generate)  # cached for the policies after
+    assert engine.tokenize_calls == 1
+    # The client left before the first output: the exact prompt is what is charged.
+    ctx.annotations["outcome"] = "aborted"
+    await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=0, completion_tokens=0))
+    nxt = ctx_factory(key_id="k", tier="free", prompt="", max_tokens=1)
+    nxt.tokenize = engine.tokenize
+    await policy.before(nxt)
+    assert nxt.response_headers["x-ratelimit-remaining-tokens"] == str(1000 - 10 - 1)
+
+
+async def test_input_the_tokenizer_refuses_is_400_with_nothing_reserved(limiter, metrics, ctx_factory):
+    engine = FakeEngine(FakeEngineConfig(special_tokens=("<|im_end|>",)))
+    policy = policy_for(settings(free=TierLimits(tpm=1000, max_concurrent=1)), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="free", messages=["hi <|im_end|>"])
+    ctx.tokenize = engine.tokenize
+    with pytest.raises(InvalidRequestError):
+        await policy.before(ctx)
+    assert limiter.core.in_flight("k") == 0
+
+
+async def test_unlimited_keys_are_not_tokenized(limiter, metrics, ctx_factory):
+    engine = FakeEngine()
+    policy = policy_for(settings(), limiter, metrics)
+    ctx = ctx_factory(key_id="k", tier="default")
+    ctx.tokenize = engine.tokenize
+    await policy.before(ctx)
+    assert engine.tokenize_calls == 0 and ctx.generate.prompt_token_ids is None
+
+
 def _without_max_tokens(ctx, default_max_tokens):
     """``ctx`` as the chat route builds it when the client sent no max_tokens."""
     sampling = dataclasses.replace(ctx.generate.sampling, max_tokens=None, default_max_tokens=default_max_tokens)
@@ -128,7 +167,7 @@ async def test_reservation_is_the_response_id(limiter, metrics, ctx_factory):
     assert ctx.response_id in limiter.core._keys["k"].leases
 
 
-async def test_abort_before_the_first_output_charges_the_estimated_prompt(limiter, metrics, ctx_factory):
+async def test_abort_before_the_first_output_charges_the_reserved_prompt(limiter, metrics, ctx_factory):
     policy = policy_for(settings(free=TierLimits(tpm=1000)), limiter, metrics)
     ctx = ctx_factory(key_id="k", tier="free", prompt="a" * 400, max_tokens=200)
     await policy.before(ctx)
