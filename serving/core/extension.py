@@ -67,17 +67,11 @@ class Feature:
 
 
 @dataclass
-class Composition:
-    """Every enabled feature's extension, merged in list order."""
+class Composition(Extension):
+    """Every enabled feature's extension, merged in list order (itself one extension), and
+    what each feature built."""
 
-    by_feature: dict[str, Extension] = field(default_factory=dict)  # what each enabled feature built
-    policies: list[RequestPolicy] = field(default_factory=list)
-    stream_hooks: list[StreamHook] = field(default_factory=list)
-    observers: list[RequestObserver] = field(default_factory=list)
-    routers: list[Any] = field(default_factory=list)
-    middlewares: list[Middleware] = field(default_factory=list)
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    components: dict[str, Any] = field(default_factory=dict)
+    by_feature: dict[str, Extension] = field(default_factory=dict)
     _closed: bool = False
 
     def close(self) -> None:

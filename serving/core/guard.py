@@ -23,9 +23,9 @@ from fastapi import Request
 from serving.core.pipeline import end_request
 from serving.core.result import RequestResult
 from serving.core.protocol import new_id
-from serving.core.context import AUTHENTICATED_KEY_ID, AUTHENTICATED_TIER, RequestContext, without_credentials
+from serving.core.context import NO_GENERATION, RequestContext
+from serving.core.http import context_of
 from serving.core.hooks import RequestPolicy
-from serving.core.context import NO_GENERATION
 
 
 class RouteGuard:
@@ -38,15 +38,12 @@ class RouteGuard:
     async def run(self, request: Request, *, route: str) -> AsyncIterator[RequestContext]:
         """The request's context once every policy admitted it (a refusal raises here)."""
         metrics = getattr(request.app.state, "metrics", None)  # the app factory's RequestMetrics
-        ctx = RequestContext(
-            request_id=getattr(request.state, "request_id", None) or new_id("req"),
-            response_id=new_id(route.rsplit("/", 1)[-1]),  # unique: the policies key their state by it
+        ctx = context_of(
+            request,
             route=route,
             model=metrics.model_id if metrics is not None else "-",
-            headers=without_credentials(request.headers),
             body=NO_GENERATION,
-            key_id=getattr(request.state, AUTHENTICATED_KEY_ID, None),
-            tier=getattr(request.state, AUTHENTICATED_TIER, None),
+            response_id=new_id(route.rsplit("/", 1)[-1]),  # unique: the policies key their state by it
         )
         result = RequestResult(started=ctx.annotations.setdefault("started", time.monotonic()))
         if metrics is None:  # a router mounted outside the app factory (its own unit tests)

@@ -56,18 +56,24 @@ def request_context(request: Request, *, route: str, body: Any, served_model: st
         raise ModelNotFoundError(
             f"The model `{model}` does not exist or you do not have access to it.", param="model"
         )
-    ctx = RequestContext(
-        request_id=request.state.request_id,
-        response_id=new_id(id_prefix),
+    ctx = context_of(request, route=route, model=served_model, body=body, response_id=new_id(id_prefix))
+    request.state.ctx = ctx
+    return ctx
+
+
+def context_of(request: Request, *, route: str, model: str, body: Any, response_id: str) -> RequestContext:
+    """A request's context: its ids, the headers without credentials, and who is calling as
+    the API key middleware left it in the scope state (key id and tier, never the key)."""
+    return RequestContext(
+        request_id=getattr(request.state, "request_id", None) or new_id("req"),
+        response_id=response_id,
         route=route,
-        model=served_model,
+        model=model,
         headers=without_credentials(request.headers),
         body=body,
         key_id=getattr(request.state, AUTHENTICATED_KEY_ID, None),
         tier=getattr(request.state, AUTHENTICATED_TIER, None),
     )
-    request.state.ctx = ctx
-    return ctx
 
 
 def respond(result: BaseModel | AsyncIterator[str], ctx: RequestContext, *, status_code: int = 200) -> Response:

@@ -41,7 +41,7 @@ class Generation:
     """A started generation whose first output already arrived.
 
     ``outputs()`` hands the client every output and accumulates the ``RequestResult``
-    as it goes (texts, finish reasons, usage, first-output time); the end of the
+    as it goes (texts, finish reasons, usage, first-token time); the end of the
     request (``close``) reads only that result.
     """
 
@@ -96,8 +96,6 @@ class Generation:
 
     def _account(self, out: GenerateOutput) -> None:
         result = self.result
-        if result.first_output_at is None:
-            result.first_output_at = time.monotonic()
         result.outputs += 1
         result.prompt_tokens = out.prompt_tokens
         new_tokens = 0
@@ -107,6 +105,8 @@ class Generation:
             new_tokens += choice.num_tokens
             result.add_text(choice.index, choice.text, choice.finish_reason)
         if new_tokens:
+            if result.first_token_at is None:  # the event the TTFT metric observes, too
+                result.first_token_at = time.monotonic()
             result.completion_tokens += new_tokens
             self.record.tokens(new_tokens)
 

@@ -55,7 +55,7 @@ class RequestResult:
     completion_tokens: int = 0
     engine_started: bool = False  # every policy admitted it and the engine was asked
     outputs: int = 0  # engine outputs the client was sent (0: refused before the first)
-    first_output_at: float | None = None
+    first_token_at: float | None = None  # the first output that carried tokens
     ended: float | None = None
 
     @property
@@ -65,8 +65,8 @@ class RequestResult:
 
     @property
     def ttft_s(self) -> float | None:
-        """Seconds to the first output, if there was one."""
-        return None if self.first_output_at is None else self.first_output_at - self.started
+        """Seconds to the first output token, if there was one."""
+        return None if self.first_token_at is None else self.first_token_at - self.started
 
     @property
     def finish_reason(self) -> str | None:

@@ -12,7 +12,7 @@ admission so that every response, an overload 429 too, carries the x-ratelimit h
 from __future__ import annotations
 
 import logging
-from typing import Any, NamedTuple
+from typing import Any
 
 from serving.core.extension import BuildContext, Extension
 from serving.engine.protocol import Engine
@@ -31,30 +31,9 @@ from serving.config.gateway import GatewaySettings, LimitsSettings
 log = logging.getLogger(__name__)
 
 
-class Gateway(NamedTuple):
-    """What the app factory mounts (unpacks as ``policies, middlewares``)."""
-
-    policies: list[Any]
-    middlewares: list[tuple[type, dict[str, Any]]]
-    metrics: GatewayMetrics | None = None
-
-
 def ingress_options(settings: Any) -> dict[str, Any]:
     """The split ingress drains like the model replica: it finishes its in-flight streams."""
     return drain_deployment_options(settings.gateway.drain)
-
-
-def build(ctx: BuildContext) -> Extension:
-    """The gateway's extension for one replica (always on: auth or anonymous, hygiene, admission)."""
-    gateway = build_gateway(
-        ctx.settings, ctx.engine, engine_is_local=ctx.engine_is_local, limiter=ctx.overrides.get("limiter")
-    )
-    return Extension(
-        policies=list(gateway.policies),
-        middlewares=list(gateway.middlewares),
-        guards_routes=True,
-        components={"gateway_metrics": gateway.metrics},
-    )
 
 
 def build_limiter(settings: LimitsSettings) -> Limiter:
@@ -97,24 +76,20 @@ def _actor_name(base: str) -> str:
     return f"{base}.{app}" if app else base
 
 
-def build_gateway(
-    settings: Any,
-    engine: Engine,
-    *,
-    engine_is_local: bool = True,
-    limiter: Limiter | None = None,
-    metrics: GatewayMetrics | None = None,
-) -> Gateway:
-    """Policies and middlewares for one replica, from the whole settings tree.
+def build(ctx: BuildContext) -> Extension:
+    """The gateway's extension for one replica (always on: identity, hygiene, admission; limits
+    when auth or a limit is on), its policies guarding the routes that generate nothing.
 
-    ``engine_is_local``: the engine runs in this replica, so its ``load()`` is real and
-    admission is enforced here. Pass False in a split ingress (the engine is behind a
-    handle): the policy then only counts in-flight requests, and the model replica
-    enforces admission with ``build_admission``.
+    ``ctx.engine_is_local``: the engine runs in this replica, so its ``load()`` is real and
+    admission is enforced here. False in a split ingress (the engine is behind a handle):
+    the policy then only counts in-flight requests, and the model replica enforces
+    admission with ``build_admission``. ``ctx.overrides["limiter"]``: a limiter store
+    instead of the one the settings ask for (tests).
     """
+    settings, engine = ctx.settings, ctx.engine
+    limiter: Limiter | None = ctx.overrides.get("limiter")
     gw: GatewaySettings = settings.gateway
-    if metrics is None:
-        metrics = GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
+    metrics = GatewayMetrics(engine.info.id, label_key_id=gw.metrics.label_key_id)
 
     store: KeyStore | None = None
     policies: list[Any] = []
@@ -134,7 +109,7 @@ def build_gateway(
                 model=engine.info,
             )
         )
-    admission = build_admission(settings, engine, metrics=metrics, enforce=engine_is_local)
+    admission = build_admission(settings, engine, metrics=metrics, enforce=ctx.engine_is_local)
     policies.append(AdmissionPolicy(admission))
     # Outermost first: a request without a key is refused before its body is read, and
     # the body reader passes requests the router does not serve on unread (404/405).
@@ -154,7 +129,9 @@ def build_gateway(
             },
         )
     )
-    return Gateway(policies=policies, middlewares=middlewares, metrics=metrics)
+    return Extension(
+        policies=policies, middlewares=middlewares, guards_routes=True, components={"gateway_metrics": metrics}
+    )
 
 
 def build_admission(
