@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping
 
 import yaml
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from serving.config.base import StrictModel
@@ -73,6 +73,13 @@ class EngineSettings(StrictModel):
     seed: int = 0
     multiprocessing: bool = Field(
         True, description="Run the engine core in its own process (overlaps HTTP work with compute)."
+    )
+    max_restarts: NonNegativeInt = Field(
+        3,
+        description="How many times a replica restarts a dead engine core in its own process "
+        "(requests meanwhile get 503 with Retry-After; no Ray rescheduling, no lost routes) before "
+        "its health check fails and Serve replaces the replica. 0: Serve replaces it at the first "
+        "failure. Engines spanning several GPUs (the Ray executor) are always replaced by Serve.",
     )
 
     @model_validator(mode="after")

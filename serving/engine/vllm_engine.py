@@ -125,6 +125,11 @@ class VLLMEngine:
         self._ray_metrics = ray_metrics
         self._engine: Any = None
         self._tokenizer: Any = None
+        # A dead engine core is restarted here, in the replica (``settings.max_restarts`` times),
+        # while requests get a quick 503; Serve's health check fails only when that is not possible.
+        self._restart_task: asyncio.Task[None] | None = None
+        self._restarts = 0
+        self._restart_failed: str | None = None
         self._special_tokens: tuple[Any, tuple[str, ...]] | None = None  # (tokenizer, its special tokens)
         # Chat templates and encoding run here, off the event loop. One thread, as vLLM's own
         # renderer pool defaults to (renderer_num_workers=1): a Rust tokenizer shared by
@@ -157,17 +162,66 @@ class VLLMEngine:
             loggers.append(RayPrometheusStatLogger)
         args = engine_args(self._path, self._info.id, self._settings)
         started = time.monotonic()
-        if args.distributed_executor_backend == "ray":
-            self._engine = AsyncLLM.from_vllm_config(
-                engine_config(args),
-                stat_loggers=loggers,
-                enable_log_requests=args.enable_log_requests,
-                disable_log_stats=args.disable_log_stats,
-            )
-        else:
-            self._engine = AsyncLLM.from_engine_args(args, stat_loggers=loggers)
-        self._tokenizer = self._engine.get_tokenizer()
+
+        def create() -> Any:  # blocks for the whole load: off the event loop
+            if args.distributed_executor_backend == "ray":
+                return AsyncLLM.from_vllm_config(
+                    engine_config(args),
+                    stat_loggers=loggers,
+                    enable_log_requests=args.enable_log_requests,
+                    disable_log_stats=args.disable_log_stats,
+                )
+            return AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+
+        # Created in a worker thread, AsyncLLM starts its output handler on the first request,
+        # in this (the replica's) event loop.
+        engine = await asyncio.to_thread(create)
+        self._tokenizer = engine.get_tokenizer()
+        self._engine = engine
         logger.info("engine ready in %.1fs", time.monotonic() - started)
+
+    # -- failure -------------------------------------------------------------
+
+    @property
+    def _can_restart(self) -> bool:
+        """In-process restarts are for a single engine core process (the Ray executor's
+        workers belong to the replica's placement group: Serve replaces the replica)."""
+        return self._settings.distributed_executor_backend != "ray" and self._restarts < self._settings.max_restarts
+
+    def _engine_died(self) -> None:
+        """The engine core is gone: restart it in the background when allowed."""
+        if self._restart_task is not None or self._restart_failed is not None or not self._can_restart:
+            return
+        self._restarts += 1
+        logger.error(
+            "the engine core died; restarting it in this replica (%d of at most %d)",
+            self._restarts,
+            self._settings.max_restarts,
+        )
+        self._restart_task = asyncio.get_running_loop().create_task(self._restart())
+
+    async def _restart(self) -> None:
+        dead, self._engine = self._engine, None
+        try:
+            if dead is not None:
+                await asyncio.to_thread(dead.shutdown)
+        except Exception:
+            logger.warning("shutting down the dead engine failed", exc_info=True)
+        try:
+            await self.start()
+        except Exception as exc:
+            self._restart_failed = f"{type(exc).__name__}: {exc}"
+            logger.exception("the engine restart failed; the health check now fails")
+        finally:
+            self._restart_task = None
+
+    def _unavailable(self) -> ServiceUnavailableError:
+        if self._restart_task is not None:
+            return ServiceUnavailableError(
+                "The model's engine is restarting after a failure; retry shortly.",
+                headers={"Retry-After": "5"},
+            )
+        return ServiceUnavailableError("engine is dead")
 
     def _load_tracker_factory(self) -> Any:
         from vllm.v1.metrics.loggers import StatLoggerBase
@@ -275,7 +329,7 @@ class VLLMEngine:
         first = True
         stream = engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id)
         try:
-            async for out in _translated(stream):
+            async for out in _translated(stream, self._engine_died):
                 yield GenerateOutput(
                     prompt_tokens=prompt_tokens,
                     choices=[self._delta(c, request.sampling) for c in out.outputs],
@@ -338,16 +392,27 @@ class VLLMEngine:
             await self._engine.abort(request_id)
 
     async def check_health(self) -> None:
-        engine = self._require_engine()
+        """Raise when this replica cannot serve and will not recover by itself (Serve then
+        replaces it); an engine restart under way is healthy."""
+        if self._restart_failed is not None:
+            raise ServiceUnavailableError(f"engine restart failed: {self._restart_failed}")
+        if self._restart_task is not None:
+            return
         try:
+            engine = self._require_engine()
             await engine.check_health()
         except Exception as exc:  # vLLM raises EngineDeadError; anything else is as bad
+            self._engine_died()
+            if self._restart_task is not None:
+                return
             raise ServiceUnavailableError(f"engine unhealthy: {exc}") from exc
 
     def load(self) -> EngineLoad:
         return self._load
 
     async def shutdown(self) -> None:
+        if self._restart_task is not None:
+            self._restart_task.cancel()
         if self._engine is not None:
             self._engine.shutdown()
             self._engine = None
@@ -355,15 +420,18 @@ class VLLMEngine:
         self._tokenizer_pool.shutdown(wait=False, cancel_futures=True)
 
     def _require_engine(self) -> Any:
+        if self._engine is not None and self._engine.errored:
+            self._engine_died()
+            raise self._unavailable()
         if self._engine is None:
+            if self._restart_task is not None or self._restart_failed is not None:
+                raise self._unavailable()
             raise ServiceUnavailableError("engine not started")
-        if self._engine.errored:
-            raise ServiceUnavailableError("engine is dead")
         return self._engine
 
 
-async def _translated(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    """vLLM's stream with its exceptions turned into ours."""
+async def _translated(stream: AsyncIterator[Any], died: Any) -> AsyncIterator[Any]:
+    """vLLM's stream with its exceptions turned into ours (``died()`` when the engine is dead)."""
     from vllm.exceptions import VLLMClientError
     from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
@@ -373,7 +441,8 @@ async def _translated(stream: AsyncIterator[Any]) -> AsyncIterator[Any]:
     except asyncio.CancelledError:
         raise
     except EngineDeadError as exc:
-        raise ServiceUnavailableError("engine is dead") from exc
+        died()
+        raise ServiceUnavailableError("The model's engine failed; retry shortly.", headers={"Retry-After": "5"}) from exc
     except (VLLMClientError, ValueError) as exc:
         raise InvalidRequestError(str(exc)) from exc
     except EngineGenerateError as exc:

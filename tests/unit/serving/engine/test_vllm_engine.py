@@ -236,3 +236,89 @@ async def test_ordinary_text_and_non_special_added_tokens_pass(tmp_path: Path) -
     assert ids  # rendered and encoded
     prompt = GenerateRequest(request_id="r", sampling=SamplingOptions(), prompt="<|im_start|>raw prompt")
     assert await engine.tokenize(prompt)  # /v1/completions prompts are the client's own template
+
+
+class _DeadAsyncLLM(_StubAsyncLLM):
+    """An AsyncLLM whose engine core has died."""
+
+    errored = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shut = False
+
+    def shutdown(self) -> None:
+        self.shut = True
+
+    async def check_health(self) -> None:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        raise EngineDeadError()
+
+
+def restartable(tmp_path: Path, max_restarts: int, start) -> VLLMEngine:
+    engine = VLLMEngine(tmp_path, model_id="m", settings=EngineSettings(max_model_len=100, max_restarts=max_restarts))
+    engine._tokenizer = ThreadRecordingTokenizer()
+    engine.start = start  # type: ignore[method-assign]
+    return engine
+
+
+async def test_a_dead_engine_restarts_in_process_healthy_meanwhile_503_with_retry_after(tmp_path: Path) -> None:
+    import asyncio
+
+    gate = asyncio.Event()
+    replacement = _StubAsyncLLM()
+
+    async def start() -> None:
+        await gate.wait()
+        engine._engine = replacement
+
+    engine = restartable(tmp_path, 1, start)
+    engine._engine = dead = _DeadAsyncLLM()
+    with pytest.raises(ServiceUnavailableError) as first:
+        [o async for o in engine.generate(chat_request())]
+    assert first.value.headers.get("Retry-After") == "5"
+    await asyncio.sleep(0)
+    assert dead.shut  # the dead engine's process and sockets are let go
+    await engine.check_health()  # restarting is healthy: Serve keeps routing here
+    with pytest.raises(ServiceUnavailableError, match="restarting") as during:
+        [o async for o in engine.generate(chat_request())]
+    assert during.value.headers.get("Retry-After") == "5"
+    gate.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    outs = [o async for o in engine.generate(chat_request())]
+    assert outs[0].choices[0].text == "ok" and replacement.prompts
+
+    # The budget is spent: the next death fails the health check, and Serve replaces the replica.
+    engine._engine = _DeadAsyncLLM()
+    with pytest.raises(ServiceUnavailableError):
+        await engine.check_health()
+    assert engine._restart_task is None
+
+
+async def test_a_failed_restart_fails_the_health_check(tmp_path: Path) -> None:
+    import asyncio
+
+    async def start() -> None:
+        raise RuntimeError("no memory")
+
+    engine = restartable(tmp_path, 3, start)
+    engine._engine = _DeadAsyncLLM()
+    await engine.check_health()  # noticed the death, restarting
+    for _ in range(10):
+        await asyncio.sleep(0)
+    with pytest.raises(ServiceUnavailableError, match="restart failed: RuntimeError: no memory"):
+        await engine.check_health()
+    with pytest.raises(ServiceUnavailableError):
+        [o async for o in engine.generate(chat_request())]
+
+
+async def test_no_restarts_leaves_recovery_to_serve(tmp_path: Path) -> None:
+    async def start() -> None:
+        raise AssertionError("must not restart")
+
+    engine = restartable(tmp_path, 0, start)
+    engine._engine = _DeadAsyncLLM()
+    with pytest.raises(ServiceUnavailableError, match="engine unhealthy"):
+        await engine.check_health()
