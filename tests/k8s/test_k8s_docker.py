@@ -232,6 +232,7 @@ def test_images_install_every_feature_package_at_the_locked_version(variant):
     extras, no_deps = makefile_setup()
     features = [e for e in extras if e not in NOT_IN_IMAGES and not (variant == "gpu" and e in CPU_IMAGE_ONLY)]
     assert "postgres" in features  # the feedback store's PostgreSQL driver (k8s feedback.database_url)
+    assert "redis" in features  # the shared limits store's client (gateway.limits.store: redis)
     lock = locked_versions(variant)
     installs = pip_installs(RECIPES[variant])
     project = [re.fullmatch(r"\.\[([a-z,]+)\]", w) for _, words in installs for w in words]

@@ -61,7 +61,7 @@ def test_a_remembered_gpu_engine_uses_the_gpu_venv_and_lock(checkout: Path) -> N
     out = result.stdout
     install = next(line for line in out.splitlines() if "pip install" in line and "-e " in line)
     assert install.startswith(".venv-gpu/bin/pip install") and "-c requirements/gpu.lock" in install
-    assert '-e ".[gpu,model,postgres,loadtest,dev]"' in install
+    assert '-e ".[gpu,model,postgres,redis,loadtest,dev]"' in install
     torch = next(line for line in (checkout / "requirements/gpu.lock").read_text().splitlines() if line.startswith("torch=="))
     assert f'"torch!={torch.split("==")[1]}+cpu"' in install  # a find-links +cpu torch never wins
     assert "[run] engine gpu: .venv-gpu (-c requirements/gpu.lock)" in out
