@@ -41,6 +41,7 @@ help:
 	@echo "make test   - install (first time) and run the whole test suite"
 	@echo "make prometheus - a local Prometheus scraping the running stack (after make run)"
 	@echo "make benchmark  - serving overhead vs vLLM's own server (writes results/)"
+	@echo "make benchmark-overhead - engine speed, moderation on: vLLM, Ray Serve LLM, this stack at 1/16/32 streams"
 	@echo "make gpu-smoke  - on an NVIDIA GPU machine: GPU venv, conformance, bf16 agreement, benchmark (results/gpu-smoke/)"
 	@echo "engine: $(ENGINE) ($(VENV)); make setup ENGINE=gpu switches to the CUDA build (.venv-gpu) and remembers it"
 
@@ -118,8 +119,10 @@ benchmark: setup
 	$(VENV)/bin/serving-loadtest benchmark --out loadtests/results/$$(date +%F)-compare
 
 # Issue 2's overhead goal: this stack's data paths against vLLM's own server.
+# Engine speed with moderation on: vLLM's server, Ray Serve LLM and this stack at 1/16/32
+# streams, 2 rotated rounds (~30 min). Ray Serve's data-path options: loadtests/benchmark/overhead.yaml.
 benchmark-overhead: setup
-	$(VENV)/bin/serving-loadtest benchmark --config loadtests/benchmark/overhead.yaml --out loadtests/results/$$(date +%F)-overhead
+	$(VENV)/bin/serving-loadtest benchmark --config loadtests/benchmark/speed.yaml --out loadtests/results/$$(date +%F)-speed
 
 clean:
 	rm -rf $(VENV)
