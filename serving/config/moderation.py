@@ -12,13 +12,30 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+import regex
 from pydantic import Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from serving.config.base import StrictModel
 
 Action = Literal["block", "flag", "off"]
 _CATEGORY = r"^[a-z][a-z0-9_/-]{0,63}$"
+# A POSIX class inside a set: `regex` reads "[[:alpha:]]" as letters, `re` as the characters "[:alph".
+_POSIX_CLASS = re.compile(r"\[:\^?[A-Za-z]+:\]")
 
+
+def _compiles_in_both(pattern: str) -> None:
+    """Raise ValueError unless ``pattern`` compiles with both ``re`` and ``regex`` (V0), and uses
+    no syntax the two are known to read differently (POSIX classes)."""
+    if _POSIX_CLASS.search(pattern):
+        raise ValueError(
+            f"invalid regular expression {pattern!r}: POSIX classes such as [:alpha:] mean different "
+            "things to Python's re and the regex module; use \\w, \\d, \\s or an explicit set"
+        )
+    for engine in (re, regex):
+        try:
+            engine.compile(pattern, engine.IGNORECASE)
+        except engine.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
 
 
 class Rule(StrictModel):
@@ -28,24 +45,36 @@ class Rule(StrictModel):
     terms: tuple[str, ...] = Field(
         (), description="Blocklist terms, matched case-insensitively on word boundaries."
     )
-    patterns: tuple[str, ...] = Field((), description="Regular expressions, matched case-insensitively.")
+    patterns: tuple[str, ...] = Field(
+        (),
+        description="Regular expressions, matched case-insensitively (with the `regex` module; a pattern "
+        "must also compile with Python's `re`: scoped flags such as `(?s:...)`, no global `(?s)`).",
+    )
     action: Action = Field("block", description="block: refuse/cut; flag: report only; off: ignore.")
 
     @field_validator("patterns")
     @classmethod
     def _compiles(cls, patterns: tuple[str, ...]) -> tuple[str, ...]:
         for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+            _compiles_in_both(pattern)
         return patterns
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Rule":
         if not self.terms and not self.patterns:
             raise ValueError(f"rule {self.category!r} needs terms or patterns")
+        try:
+            _compiles_in_both(self.expression())  # the one expression the policy compiles
+        except ValueError as exc:  # e.g. a global flag "(?s)", which re allows only at the start of an expression
+            raise ValueError(f"rule {self.category!r}: its patterns do not combine into one expression: {exc}") from exc
         return self
+
+    def expression(self) -> str:
+        """The rule as one regular expression: its patterns, then its terms on word boundaries."""
+        parts = list(self.patterns)
+        if self.terms:
+            parts.append(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in self.terms) + r")(?!\w)")
+        return "|".join(f"(?:{p})" for p in parts)
 
 
 class PIIActions(StrictModel):
@@ -124,13 +153,16 @@ class ModerationSettings(StrictModel):
     rules: tuple[Rule, ...] = DEFAULT_RULES
     pii: PIIActions = PIIActions()
     window_chars: PositiveInt = Field(
-        512, description="The sliding window of recent output text that is checked as tokens arrive."
+        512,
+        description="The sliding window of recent output text that is checked as tokens arrive, and "
+        "the most output text held back while it could still become a blocking match (a possible "
+        "match growing longer than this releases its oldest characters; a complete one is cut).",
     )
     holdback_chars: int = Field(
-        48,
+        0,
         ge=0,
-        description="Output characters held back until checked, so a match up to this long never "
-        "reaches the client before the cut (0: lowest latency, a match may leak partly).",
+        description="Extra output characters held back on every stream, on top of the text that could "
+        "still become a blocking match (which is always held back). 0: ordinary text streams at once.",
     )
     max_text_chars: PositiveInt = Field(
         500_000,

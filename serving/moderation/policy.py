@@ -1,7 +1,9 @@
 """The moderation policy: rules, PII detectors and an optional classifier -> a verdict.
 
 Rules and PII detectors are synchronous, linear in the text, and report where they
-matched (the stream hook needs the positions to cut before a match); on long input
+matched (the stream hook needs the positions to cut before a match); ``hold_from`` tells
+the stream hook where a blocking one could still match once more text arrives. Rules are
+compiled with the ``regex`` module, whose partial matching answers that; on long input
 ``check`` runs them in a worker thread so the event loop keeps serving other requests.
 Text longer than ``max_text_chars`` is refused (``require_checkable``), never passed
 unchecked. The classifier is an awaitable call to a Ray Serve deployment; when it
@@ -13,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
+
+import regex
 
 from serving.errors import InvalidRequestError
 from serving.moderation.metrics import ModerationMetrics
 from serving.config.moderation import Action, ModerationSettings
-from serving.privacy.pii import PII_KINDS, find_pii
+from serving.privacy.pii import PII_KINDS, find_pii, unfinished, unfinished_from, unfinished_pii
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +84,8 @@ class Classifier(Protocol):
 class _CompiledRule:
     category: str
     action: Action
-    regex: re.Pattern[str]
+    pattern: regex.Pattern
+    unfinished: regex.Pattern | None  # where it could still match (blocking rules only)
 
 
 def _compile(settings: ModerationSettings) -> tuple[_CompiledRule, ...]:
@@ -89,11 +93,10 @@ def _compile(settings: ModerationSettings) -> tuple[_CompiledRule, ...]:
     for rule in settings.rules:
         if rule.action == "off":
             continue
-        parts = list(rule.patterns)
-        if rule.terms:
-            parts.append(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in rule.terms) + r")(?!\w)")
-        regex = re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE)
-        compiled.append(_CompiledRule(rule.category, rule.action, regex))
+        expression = rule.expression()
+        pattern = regex.compile(expression, regex.IGNORECASE)
+        shape = unfinished(expression, regex.IGNORECASE) if rule.action == "block" else None
+        compiled.append(_CompiledRule(rule.category, rule.action, pattern, shape))
     return tuple(compiled)
 
 
@@ -113,6 +116,8 @@ class ModerationPolicy:
         self._rules = _compile(settings)
         pii = settings.pii.model_dump()
         self._pii_actions: dict[str, Action] = {kind: pii[kind] for kind in PII_KINDS if pii[kind] != "off"}
+        self._unfinished = tuple(r.unfinished for r in self._rules if r.unfinished is not None)
+        self._pii_blocking = tuple(kind for kind, action in self._pii_actions.items() if action == "block")
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -137,13 +142,32 @@ class ModerationPolicy:
         """Rule and PII matches with their positions (cheap, synchronous)."""
         found: list[Detection] = []
         for rule in self._rules:
-            for m in rule.regex.finditer(text):
+            for m in rule.pattern.finditer(text):
                 if m.end() > m.start():
                     found.append(Detection(rule.category, rule.action, 1.0, m.start(), m.end()))
         if self._pii_actions:
             for m in find_pii(text, self._pii_actions):
                 found.append(Detection(f"pii/{m.kind}", self._pii_actions[m.kind], 1.0, m.start, m.end))
         return found
+
+    def hold_from(self, text: str, pos: int = 0) -> int:
+        """The earliest index ``i >= pos`` from which ``text[i:]`` could still be, or become, a
+        blocking match that more text could complete, extend or undo; ``len(text)`` if none.
+
+        That is the start of a possible beginning of a blocking rule's or blocking PII
+        detector's match (a ``regex`` partial match), or of a complete one that touches the
+        end ("kill" could still become "killer"). Flag-only and off detectors never hold text
+        back. PII is judged by the detectors' regular expressions alone (before the Luhn and
+        digit-count checks), so it may hold back a number that will not be reported.
+        Indexes below ``pos`` are not looked at (the caller knows none can start a match).
+        Linear in ``text[pos:]``.
+        """
+        hold, pos = len(text), min(max(pos, 0), len(text))
+        for shape in self._unfinished:
+            hold = min(hold, unfinished_from(shape, text, pos))
+        if self._pii_blocking:
+            hold = min(hold, unfinished_pii(text, self._pii_blocking, pos))
+        return hold
 
     async def classify(self, text: str) -> list[Detection]:
         """Classifier detections of ``text`` (none when off, failing or timed out)."""

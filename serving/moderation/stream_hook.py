@@ -1,16 +1,20 @@
 """Output moderation on streams: a sliding-window check as tokens arrive, and a clean cut.
 
 Each choice's new text goes into a pending buffer. On every engine step the window
-(the last released characters plus the pending ones) is matched against the rules
-and PII detectors. Text is released to the client only once it is ``holdback_chars``
-behind the newest character (or the choice finished), so a match no longer than the
-holdback is caught before any of it is sent. When the classifier is on, text is also
-released only after a classifier pass over a window that contains it (every
-``stream_stride_chars`` and at the end).
+(the last released characters plus the pending ones) is matched against the rules and
+PII detectors, and pending text is released to the client up to where a blocking one
+could still match (``ModerationPolicy.hold_from``: a possible beginning of a match, or a
+complete match touching the end, which more text could still undo: "kill" may become
+"killer"). Ordinary text therefore goes out in the step it arrives; text that could start
+a blocked phrase waits until more text rules the match out or completes it. The held text
+is bounded: a possible match growing past ``window_chars`` releases its oldest characters
+(a complete match is cut instead). ``holdback_chars`` (default 0) holds back that many
+more characters. When the classifier is on, text is also released only after a
+classifier pass over a window that contains it (every ``stream_stride_chars`` and at the end).
 
-A violation ends the choice with the safe text before the match and
-``finish_reason="content_filter"``; once every choice has ended the upstream stream
-is closed, which aborts the engine request.
+A blocking match that can no longer change (text follows it, or the choice finished)
+ends the choice with the safe text before the match and ``finish_reason="content_filter"``;
+once every choice has ended the upstream stream is closed, which aborts the engine request.
 
 Logprobs travel with their text: a token's logprob is released only once all of its
 characters are, and dropped when any of them is cut. Tokens are placed on the text by
@@ -51,6 +55,7 @@ class _ChoiceState:
     released: int = 0  # characters released so far
     logprobs: list[_HeldLogprobs] = field(default_factory=list)  # of pending text, in order
     has_logprobs: bool = False  # the engine sends logprobs for this choice
+    scan_from: int = 0  # no blocking match can start before this character of the output
 
     def hold_logprobs(self, text: str, logprobs: list[TokenLogprob] | None) -> None:
         """Place a delta's logprobs on its text (appended after ``pending`` already grew)."""
@@ -117,11 +122,8 @@ class _ModeratedStream:
                 if self.blocked and sum(s.done for s in self.states.values()) >= self.expected_choices:
                     return  # every choice ended; closing upstream aborts the engine request
             leftover = [(i, s) for i, s in sorted(self.states.items()) if s.pending and not s.done]
-            if leftover:  # the engine ended without a finish reason: release what passed the rules
-                yield GenerateOutput(
-                    prompt_tokens=prompt_tokens,
-                    choices=[self._release(s, ChoiceDelta(i, "", 0), len(s.pending), None) for i, s in leftover],
-                )
+            if leftover:  # the engine ended without a finish reason: the held text is final
+                yield GenerateOutput(prompt_tokens=prompt_tokens, choices=[self._drain(i, s) for i, s in leftover])
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:
@@ -136,13 +138,17 @@ class _ModeratedStream:
         state.pending += choice.text
         state.hold_logprobs(choice.text, choice.logprobs)
         state.unclassified += len(choice.text)
+        finished = choice.finish_reason is not None
         window = state.tail + state.pending
         offset = len(state.tail)
-        hit = self._first_block(self.hook.policy.match_rules(window), offset)
-        if hit is not None:
-            return self._cut(state, choice, max(hit.start - offset, 0), hit.category)
-        finished = choice.finish_reason is not None
-        release = len(state.pending) if finished else max(len(state.pending) - self.hook.holdback, 0)
+        hits = self._blocking(self.hook.policy.match_rules(window), offset)
+        # A match touching the end may still change ("kill" -> "killer"); one followed by text,
+        # or at the finish, cannot.
+        if hits and (finished or any(h.end < len(window) for h in hits)):
+            return self._cut_before(state, choice, window, offset, hits)
+        release = len(state.pending) if finished else self._releasable(state, window, offset)
+        if hits and min(h.start for h in hits) - offset < release:
+            return self._cut_before(state, choice, window, offset, hits)  # the window bound reached it
         if self.hook.uses_classifier and release > 0 and (finished or state.unclassified >= self.hook.stride):
             state.unclassified = 0
             found = await self.hook.policy.classify(window[-self.hook.window :])
@@ -154,11 +160,44 @@ class _ModeratedStream:
             release = 0  # wait for the next classifier pass
         return self._release(state, choice, release, choice.finish_reason)
 
-    def _first_block(self, detections: list[Detection], offset: int) -> Detection | None:
-        """The earliest blocking match that reaches into unreleased text."""
-        self._note_flags(detections)
-        blocking = [d for d in detections if d.action == "block" and d.end > offset]
-        return min(blocking, key=lambda d: d.start) if blocking else None
+    def _releasable(self, state: _ChoiceState, window: str, offset: int) -> int:
+        """How many pending characters may go out while the choice goes on."""
+        base = state.released - offset  # the output index of window[0]
+        hold = self.hook.policy.hold_from(window, state.scan_from - base)
+        state.scan_from = base + hold  # nothing before it can start a match, now or later
+        release = min(hold - offset, len(state.pending) - self.hook.holdback)
+        return max(release, len(state.pending) - self.hook.window, 0)  # hold back at most the window
+
+    def _drain(self, index: int, state: _ChoiceState) -> ChoiceDelta:
+        """The held text of a choice whose stream ended without a finish reason, judged as final."""
+        choice = ChoiceDelta(index, "", 0)
+        window = state.tail + state.pending
+        offset = len(state.tail)
+        hits = self._blocking(self.hook.policy.match_rules(window), offset)
+        if hits:
+            return self._cut_before(state, choice, window, offset, hits)
+        return self._release(state, choice, len(state.pending), None)
+
+    def _blocking(self, detections: list[Detection], offset: int, *, note: bool = True) -> list[Detection]:
+        """The blocking matches that reach into unreleased text (flags noted on the way)."""
+        if note:
+            self._note_flags(detections)
+        return [d for d in detections if d.action == "block" and d.end > offset]
+
+    def _cut_before(
+        self, state: _ChoiceState, choice: ChoiceDelta, window: str, offset: int, hits: list[Detection]
+    ) -> ChoiceDelta:
+        """End the choice before its earliest blocking match."""
+        first = min(hits, key=lambda d: d.start)
+        end = first.start
+        # The text that goes out is final: if it holds a match of its own (a lookahead that saw
+        # the cut-off text, a match that ended at the end), cut before that one too.
+        while end > offset:
+            again = self._blocking(self.hook.policy.match_rules(window[:end]), offset, note=False)
+            if not again:
+                break
+            end = min(d.start for d in again)
+        return self._cut(state, choice, max(end - offset, 0), first.category)
 
     def _note_flags(self, detections: list[Detection]) -> None:
         for d in detections:

@@ -4,13 +4,19 @@ One set of detectors serves two jobs: redaction (audit logs, log records) and th
 moderation policy's PII categories. Detectors are regular expressions with a
 validation step where a regex alone over-matches (Luhn for cards, digit counts for
 phone numbers), so ordinary numbers and dates are not reported.
+
+The expressions are compiled with the ``regex`` module (not ``re``): its partial matching
+tells the moderation stream hook where a detector could still match once more text
+arrives (``unfinished_pii``), and detection and that foresight must read ``\\w``, ``\\d``,
+``\\s`` the same way (the two modules' Unicode tables differ on rare characters).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal
+
+import regex
 
 PIIKind = Literal["email", "phone", "card", "secret"]
 PII_KINDS: tuple[PIIKind, ...] = ("email", "phone", "card", "secret")
@@ -25,31 +31,33 @@ class PIIMatch:
     end: int
 
 
-_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b")
+_EMAIL = regex.compile(
+    r"(?<![\w.+-])[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*\.[A-Za-z]{2,24}\b"
+)
 # A separator-tolerant phone shape; the digit count is checked afterwards.
-_PHONE = re.compile(
+_PHONE = regex.compile(
     r"(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]\d{2,4}){1,4}(?![\w])"
     r"|(?<![\w+])\+\d{8,15}(?!\w)"
 )
-_CARD = re.compile(
+_CARD = regex.compile(
     r"(?<![\d-])(?:\d{13,19}"  # contiguous
     r"|\d{4}([ -])\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?"  # 4-4-4-4(-3)
     r"|\d{4}([ -])\d{6}\2\d{5})"  # 4-6-5 (American Express)
     r"(?![\d-])"
 )
-_NUMBER_START = re.compile(r"(?<![\d-])\d")
-_DIGIT = re.compile(r"\d")
+_NUMBER_START = regex.compile(r"(?<![\d-])\d")
+_DIGIT = regex.compile(r"\d")
 _SECRETS = (
-    re.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_]{16,}"),  # OpenAI-style keys (sk-..., sk-proj-...)
-    re.compile(r"\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+[A-Za-z0-9._~+/-]{16,}=*"),
-    re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
-    re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),  # GitHub tokens
-    re.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}\b"),
-    re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),  # Slack tokens
-    re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # Google API keys
-    re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
-    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
-    re.compile(
+    regex.compile(r"\bsk-(?:[A-Za-z0-9]+-)*[A-Za-z0-9_]{16,}"),  # OpenAI-style keys (sk-..., sk-proj-...)
+    regex.compile(r"\b(?:[Bb]earer|BEARER|[Bb]asic|BASIC)\s+[A-Za-z0-9._~+/-]{16,}=*"),
+    regex.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),  # AWS access key ids
+    regex.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}\b"),  # GitHub tokens
+    regex.compile(r"\bgithub_pat_[A-Za-z0-9_]{30,}\b"),
+    regex.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b"),  # Slack tokens
+    regex.compile(r"\bAIza[0-9A-Za-z_-]{35}\b"),  # Google API keys
+    regex.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),  # JWTs
+    regex.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)"),
+    regex.compile(
         r"(?i)\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd)"
         r"[\"']?\s*[:=]\s*[\"']?[^\s\"',;]{8,}"
     ),
@@ -89,8 +97,8 @@ def _cards(text: str) -> Iterable[PIIMatch]:
             yield PIIMatch("card", m.start(), m.end())
 
 
-_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}")
-_VERSION = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+_DATE = regex.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}")
+_VERSION = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
 def _phones(text: str) -> Iterable[PIIMatch]:
@@ -110,12 +118,14 @@ def _emails(text: str) -> Iterable[PIIMatch]:
 
 
 # One alternation: a single scan of the text instead of one per pattern.
-_SECRET = re.compile("|".join(f"(?:{p.pattern})" for p in _SECRETS[:-1]) + f"|(?i:{_SECRETS[-1].pattern[4:]})")
+_SECRET = regex.compile("|".join(f"(?:{p.pattern})" for p in _SECRETS[:-1]) + f"|(?i:{_SECRETS[-1].pattern[4:]})")
 
 
 # Every secret pattern contains one of these (the last ones lower-cased): a cheap
 # substring test skips the regex scan for ordinary text.
-_SECRET_HINTS = ("sk-", "earer", "EARER", "asic", "ASIC", "AKIA", "ASIA", "gh", "xox", "AIza", "eyJ", "-----BEGIN")
+_SECRET_HINTS = (
+    "sk-", "earer", "EARER", "asic", "ASIC", "AKIA", "ASIA", "gh", "github_pat_", "xox", "AIza", "eyJ", "-----BEGIN",
+)
 _SECRET_HINTS_LOWER = ("api", "secret", "token", "passw")
 
 
@@ -192,6 +202,81 @@ def _mask(text: str, spans: list[PIIMatch]) -> str:
         cursor = m.end
     parts.append(text[cursor:])
     return "".join(parts)
+
+
+# -- where a detector could still match: the hold-back of moderated streams ---------------
+
+
+def unfinished(pattern: str, flags: int = 0) -> regex.Pattern:
+    """``pattern`` compiled to find where a match of it could still run into the end of a text.
+
+    The appended ``\\Z[\\s\\S]`` can never match completely, so ``search(text, pos, partial=True)``
+    (``regex`` partial matching) returns the leftmost index from which some attempt of
+    ``pattern`` reaches the end of the text: the start of a possible match, or of a complete
+    match ending there (more text could extend or undo it). Without the suffix, ``regex``
+    would prefer any complete match, even one further right, to an earlier partial one.
+    """
+    return regex.compile(f"(?:{pattern})\\Z[\\s\\S]", flags)
+
+
+def unfinished_from(shape: regex.Pattern, text: str, pos: int = 0) -> int:
+    """The index an ``unfinished`` shape finds in ``text[pos:]``, or ``len(text)`` (none)."""
+    m = shape.search(text, min(max(pos, 0), len(text)), partial=True)
+    return len(text) if m is None else m.start()
+
+
+# Bounded shapes start at most this many characters before the end: 4-4-4-4-3 card digits
+# with 4 separators; "+ddd-(dddd)-dddd" and four "-dddd" groups; an e-mail's local part; a
+# secret without any of the hints (the longest such beginning is "access-toke", 11).
+_CARD_LONGEST = 23
+_PHONE_LONGEST = 36
+_EMAIL_LOCAL_LONGEST = 64
+_SECRET_HINTLESS_LONGEST = 16
+_CARD_SHAPE = unfinished(_CARD.pattern)
+_PHONE_SHAPE = unfinished(_PHONE.pattern)
+_EMAIL_SHAPE = unfinished(_EMAIL.pattern)
+_SECRET_SHAPE = unfinished(_SECRET.pattern)
+
+
+def _unfinished_email(text: str, pos: int) -> int:
+    # The local part before "@" is at most 64 characters: no "@" from pos on -> only the last 64
+    # can start one; otherwise nothing more than 64 before the first "@".
+    at = text.find("@", pos)
+    start = len(text) - _EMAIL_LOCAL_LONGEST if at < 0 else at - _EMAIL_LOCAL_LONGEST
+    return unfinished_from(_EMAIL_SHAPE, text, max(pos, start))
+
+
+def _unfinished_secret(text: str, pos: int) -> int:
+    # Every secret's first 12 characters hold a hint: with none from pos on, only the last few
+    # characters can begin one.
+    rest = text[pos:]
+    if not any(h in rest for h in _SECRET_HINTS) and not any(h in rest.lower() for h in _SECRET_HINTS_LOWER):
+        pos = max(pos, len(text) - _SECRET_HINTLESS_LONGEST)
+    return unfinished_from(_SECRET_SHAPE, text, pos)
+
+
+_UNFINISHED: dict[PIIKind, Callable[[str, int], int]] = {
+    "secret": _unfinished_secret,
+    "card": lambda text, pos: unfinished_from(_CARD_SHAPE, text, max(pos, len(text) - _CARD_LONGEST)),
+    "email": _unfinished_email,
+    "phone": lambda text, pos: unfinished_from(_PHONE_SHAPE, text, max(pos, len(text) - _PHONE_LONGEST)),
+}
+
+
+def unfinished_pii(text: str, kinds: Iterable[PIIKind], pos: int = 0) -> int:
+    """The earliest index >= ``pos`` from which ``text`` could still become, or extend, a match
+    of one of ``kinds``; ``len(text)`` when none could.
+
+    Only the detectors' regular expressions are asked, on the text as it is: the checks of
+    complete matches (Luhn, digit counts, dates) are left out, so it holds back more than
+    ``find_pii`` reports, not less. (One exception: ``find_pii`` masks an earlier kind's finds
+    before a later kind looks, and a match only that masking makes possible, such as a card
+    glued to the dashes of a PEM block's last line, is not foreseen.)
+    Linear in ``text[pos:]``; cards, phones and (without a hint such as "sk-") secrets look
+    at the last few dozen characters only.
+    """
+    pos = min(max(pos, 0), len(text))
+    return min((_UNFINISHED[kind](text, pos) for kind in kinds), default=len(text))
 
 
 def redact(text: str, kinds: Iterable[PIIKind] = PII_KINDS) -> str:

@@ -127,7 +127,7 @@ class CutAfterFirstToken:
 
 async def test_stream_hook_can_end_a_stream_with_content_filter() -> None:
     engine = FakeEngine()
-    # Without output moderation: its hold-back would keep the first delta from the test's hook.
+    # Without output moderation: only the test's hook acts on the stream.
     settings = Settings(moderation={"enabled": False})
     app = build_app(settings, engine, features=plus(stream_hooks=[CutAfterFirstToken()]))
     async with client_for(app) as client:

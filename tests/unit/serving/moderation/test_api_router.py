@@ -30,7 +30,7 @@ async def test_blocked_input_is_400_content_filter(make_client) -> None:
 
 
 async def test_streamed_output_is_cut_with_content_filter(make_client) -> None:
-    client, _, op = make_client({"moderation": {"holdback_chars": 24}}, reply=REPLY)
+    client, _, op = make_client(reply=REPLY)
     body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": "go"}]}
     r = await client.post("/v1/chat/completions", json=body)
     assert r.status_code == 200
@@ -57,7 +57,7 @@ def _logprob_tokens(entries: list[dict]) -> list[str]:
 
 @pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
 async def test_no_logprob_of_blocked_text_reaches_the_client(make_client, stream: bool) -> None:
-    client, _, _ = make_client({"moderation": {"holdback_chars": 24}}, reply=REPLY)
+    client, _, _ = make_client(reply=REPLY)
     body = {
         "model": "fake-model", "stream": stream, "logprobs": True, "top_logprobs": 1,
         "messages": [{"role": "user", "content": "go"}],
@@ -80,7 +80,7 @@ async def test_no_logprob_of_blocked_text_reaches_the_client(make_client, stream
 
 
 async def test_no_logprob_of_blocked_text_reaches_a_completions_stream(make_client) -> None:
-    client, _, _ = make_client({"moderation": {"holdback_chars": 24}}, reply=REPLY)
+    client, _, _ = make_client(reply=REPLY)
     body = {"model": "fake-model", "stream": True, "logprobs": 1, "prompt": "go", "max_tokens": 20}
     r = await client.post("/v1/completions", json=body)
     chunks = [c for c in sse_chunks(r.text) if c["choices"]]

@@ -117,3 +117,54 @@ def test_settings_are_strict() -> None:
         ModerationSettings(holdback_chars=600, window_chars=512)
     with pytest.raises(ValidationError):
         ModerationSettings(unknown=True)
+
+
+def test_patterns_must_mean_the_same_to_re_and_regex() -> None:
+    # A global flag inside the combined expression: re refuses it (regex would apply it to the
+    # whole expression, terms included).
+    with pytest.raises(ValidationError, match="global flags"):
+        ModerationSettings(rules=[{"category": "x", "patterns": ["(?s)a.b"]}])
+    with pytest.raises(ValidationError, match="POSIX"):
+        ModerationSettings(rules=[{"category": "x", "patterns": ["[[:alpha:]]+"]}])
+    with pytest.raises(ValidationError):  # regex-only syntax
+        ModerationSettings(rules=[{"category": "x", "patterns": [r"\p{L}+"]}])
+    ModerationSettings(rules=[{"category": "x", "patterns": ["(?s:a.b)"], "terms": ["c d"]}])
+    assert ModerationSettings().holdback_chars == 0
+
+
+# -- hold_from: where a blocking match could still begin ------------------------------------
+
+
+def test_hold_from_a_term() -> None:
+    p = policy(rules=[{"category": "kill", "terms": ["kill"]}], pii={"card": "off", "secret": "off"})
+    assert p.hold_from("the ki") == 4  # could become "kill"
+    assert p.hold_from("the kill") == 4  # complete, but "killer" is not the term
+    assert p.hold_from("the killer") == len("the killer")
+    assert p.hold_from("the kill ") == len("the kill ")  # decided: match_rules reports it, the hook cuts
+    assert p.hold_from("skill") == len("skill")  # not on a word boundary
+    assert p.hold_from("kil kil", 4) == 4 and p.hold_from("kil kil", 5) == 7  # nothing before pos
+
+
+def test_hold_from_finds_the_earliest_start_even_behind_a_complete_match() -> None:
+    # A complete match touching the end ("kill") must not hide an earlier possible one.
+    p = policy(
+        rules=[{"category": "x", "terms": ["kill"], "patterns": [r"how to \w+ a bomb"]}],
+        pii={"card": "off", "secret": "off"},
+    )
+    assert p.hold_from("so how to kill") == 3
+
+
+def test_hold_from_ignores_flag_rules_and_flag_pii() -> None:
+    p = policy(rules=[{"category": "darn", "terms": ["darn"], "action": "flag"}])
+    assert p.hold_from("oh dar") == 6
+    assert p.hold_from("mail bob@exam") == len("mail bob@exam")  # email: flag by default
+    assert policy(pii={"email": "block"}).hold_from("mail bob@exam") == 5
+
+
+def test_hold_from_default_rules_and_pii() -> None:
+    p = policy()
+    assert p.hold_from("Hello! How can I help you today?") == len("Hello! How can I help you today?")
+    assert p.hold_from("Here is how to bu") == 8  # the weapons rule
+    assert p.hold_from("pay 4111 1111") == 4  # a card, before the Luhn check
+    assert p.hold_from("key: sk-abc") == 5  # a secret
+    assert p.hold_from("In 2024") == 3  # digits at the end could still be a card number

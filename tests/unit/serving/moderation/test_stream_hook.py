@@ -1,4 +1,7 @@
-"""Output moderation on streams: sliding-window checks, holdback, clean cut, upstream closed."""
+"""Output moderation on streams: sliding-window checks, hold-back, clean cut, upstream closed.
+
+The hold-back of text that could still become a blocking match: test_stream_hook_holdback.py.
+"""
 
 from __future__ import annotations
 
@@ -72,7 +75,7 @@ def engine_stream(reply=REPLY) -> tuple[FakeEngine, Counting]:
 async def test_violating_stream_is_cut_before_the_match_and_upstream_closed() -> None:
     engine, upstream = engine_stream()
     ctx = make_ctx()
-    hook = make_hook(holdback_chars=32)
+    hook = make_hook()
     outputs = await run(hook, upstream, ctx)
     assert "".join(texts(outputs)) == "The answer is "
     assert finishes(outputs) == ["content_filter"]
@@ -82,20 +85,21 @@ async def test_violating_stream_is_cut_before_the_match_and_upstream_closed() ->
     assert hook.policy.metrics.count("block", "output", "test/unsafe") == 1
 
 
-async def test_with_holdback_no_part_of_the_match_is_ever_released() -> None:
+@pytest.mark.parametrize("holdback", [0, 32])
+async def test_no_part_of_the_match_is_ever_released(holdback: int) -> None:
     _, upstream = engine_stream()
-    outputs = await run(make_hook(holdback_chars=32), upstream)
+    outputs = await run(make_hook(holdback_chars=holdback), upstream)
     released = ""
     for chunk in texts(outputs):
         released += chunk
         assert "forbid" not in released
+    assert released == "The answer is " and finishes(outputs) == ["content_filter"]
 
 
-async def test_without_holdback_the_match_start_may_leak_but_the_stream_is_still_cut() -> None:
-    _, upstream = engine_stream()
-    outputs = await run(make_hook(holdback_chars=0), upstream)
-    assert "".join(texts(outputs)) == "The answer is forbidden"  # released before " phrase" arrived
-    assert finishes(outputs) == ["content_filter"]
+async def test_holdback_chars_holds_back_that_many_more_characters() -> None:
+    steps = [[(0, "All good", None)], [(0, " here", None)], [(0, " now.", "stop")]]
+    assert texts(await run(make_hook(holdback_chars=8), scripted(steps))) == ["", "All g", "ood here now."]
+    assert texts(await run(make_hook(), scripted(steps))) == ["All good", " here", " now."]
 
 
 async def test_safe_stream_passes_through_whole_with_token_counts() -> None:
@@ -231,8 +235,9 @@ async def test_logprobs_of_text_released_before_the_cut_still_reach_the_client()
         [(0, " is forbidden", None, (" is", " forbidden"))],
         [(0, " phrase", None, (" phrase",))],
     ]
-    outputs = await run(make_hook(holdback_chars=0), with_logprobs(steps))
-    assert released_logprobs(outputs) == ["The", " answer", " is", " forbidden"]  # holdback 0: released at once
+    outputs = await run(make_hook(), with_logprobs(steps))
+    # " forbidden" could begin the phrase: held back with its logprob, then cut with it.
+    assert "".join(texts(outputs)) == "The answer is " and released_logprobs(outputs) == ["The", " answer", " is"]
     steps = [[(0, "Theanswer", None, ("The", "answer"))], [(0, " forbidden phrase", None, (" forbidden", " phrase"))]]
     outputs = await run(make_hook(holdback_chars=20), with_logprobs(steps))
     assert "".join(texts(outputs)) == "Theanswer " and released_logprobs(outputs) == ["The", "answer"]
