@@ -49,6 +49,12 @@ def _record(request: Request, status: int, outcome: str) -> None:
     )
 
 
+JSON_INVALID = "We could not parse the JSON body of your request. The body must be valid JSON."
+BODY_NOT_OBJECT = "The request body must be a JSON object, sent with Content-Type: application/json."
+# FastAPI's own 400 when decoding the body raised (invalid UTF-8, nesting too deep).
+_FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+
+
 def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
     """An OpenAI error body naming the first offending parameter."""
     errors = exc.errors()
@@ -57,10 +63,9 @@ def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
     param = ".".join(loc) or None
     kind = first.get("type", "")
     if kind == "json_invalid":
-        return error_body(
-            "We could not parse the JSON body of your request. The body must be valid JSON.",
-            error_type="invalid_request_error",
-        )
+        return error_body(JSON_INVALID, error_type="invalid_request_error")
+    if param is None and kind in ("model_attributes_type", "dict_type"):
+        return error_body(BODY_NOT_OBJECT, error_type="invalid_request_error")
     if kind == "extra_forbidden":
         name = loc[-1] if loc else "?"
         if len(loc) == 1 and name in KNOWN_UNSUPPORTED_PARAMETERS:
@@ -110,6 +115,8 @@ def register_error_handlers(app: FastAPI) -> None:
                 error_type="invalid_request_error",
                 code="method_not_allowed",
             )
+        elif exc.status_code == 400 and exc.detail == _FASTAPI_PARSE_ERROR:
+            body = error_body(JSON_INVALID, error_type="invalid_request_error")
         else:
             body = error_body(str(exc.detail), error_type="invalid_request_error")
         return JSONResponse(body, status_code=exc.status_code, headers=_headers(request, dict(exc.headers or {})))

@@ -34,3 +34,26 @@ async def test_an_echoed_lone_surrogate_does_not_turn_a_404_into_a_500() -> None
     assert status == 404
     error = json.loads(body)["error"]
     assert error["code"] == "model_not_found" and "x\ufffdy" in error["message"]
+
+
+import httpx
+import pytest
+
+
+@pytest.mark.parametrize(
+    "body,content_type,fragment",
+    [
+        (b'{"model": "\xff\xfe"}', "application/json", "could not parse the JSON"),  # not UTF-8
+        (b"[1, 2]", "application/json", "must be a JSON object"),
+        (b'{"model": "m", "messages": []}', "text/plain", "Content-Type: application/json"),
+        (b'{"model": "m", "messages": []}', None, "Content-Type: application/json"),
+    ],
+)
+async def test_bodies_that_are_not_a_json_object_say_so(body: bytes, content_type: str | None, fragment: str) -> None:
+    app = build_app(Settings(), FakeEngine())
+    headers = {"content-type": content_type} if content_type else {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.post("/v1/chat/completions", content=body, headers=headers)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and fragment in error["message"], error

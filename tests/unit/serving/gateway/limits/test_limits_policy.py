@@ -255,6 +255,7 @@ async def test_store_down_fails_closed_by_default_with_503(metrics, ctx_factory)
     assert set(body) == {"message", "type", "param", "code"}
     assert body["type"] == "server_error" and body["code"] == "limiter_unavailable"
     assert "down" not in body["message"]  # the store's error goes to the log, not the client
+    assert "rate limiter" in body["message"] and "model" not in body["message"]  # the model is fine
     assert metrics.count("rate_limit", "failed_closed", "store_unavailable") == 1
     assert metrics.unavailable[("down", "acquire", "failed_closed")] == 1
     await policy.after(ctx, RequestResult(started=0.0, prompt_tokens=1, completion_tokens=1))  # nothing was reserved: nothing to release
