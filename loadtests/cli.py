@@ -8,6 +8,7 @@ Examples::
     serving-loadtest run short_chat --mode rate --rates 1,2,4 --duration 30
     serving-loadtest report loadtest-results/chat_sweep-20260101T000000Z
     serving-loadtest benchmark loadtests/benchmark/compare.yaml --targets vllm,stack
+    serving-loadtest benchmark-plot loadtests/results/2026-11-21-overhead
 
 Traffic goes to loopback only, unless ``--url`` names another host *and*
 ``--allow-remote`` is given.
@@ -79,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--model", help="model folder (default: the prepared default model)")
     bench.add_argument("--out", type=Path, help="output folder")
     bench.add_argument("--quiet", action="store_true")
+
+    bench_plot = sub.add_parser("benchmark-plot",
+                                help="re-draw comparison.png of a benchmark result folder")
+    bench_plot.add_argument("folder", type=Path, help="the folder (or its comparison.json)")
     return parser
 
 
@@ -171,11 +176,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     return run_benchmark_command(args)
 
 
+def cmd_benchmark_plot(args: argparse.Namespace) -> int:
+    """Re-draw a benchmark's comparison plot from its comparison.json."""
+    from loadtests.benchmark.cli import plot_benchmark_command
+
+    return plot_benchmark_command(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``serving-loadtest``."""
     args = build_parser().parse_args(argv)
     commands = {"run": cmd_run, "report": cmd_report, "list": cmd_list,
-                "benchmark": cmd_benchmark}
+                "benchmark": cmd_benchmark, "benchmark-plot": cmd_benchmark_plot}
     try:
         return commands[args.command](args)
     except (RemoteTargetRefused, FileNotFoundError) as exc:

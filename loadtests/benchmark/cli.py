@@ -1,4 +1,4 @@
-"""``serving-loadtest benchmark``: the side-by-side benchmark from the command line."""
+"""``serving-loadtest benchmark`` (the side-by-side benchmark) and ``benchmark-plot`` (its plot again)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from loadtests.benchmark.config import load_benchmark
-from loadtests.benchmark.runner import main_log, run_benchmark
+from loadtests.benchmark.runner import main_log, redraw_comparison, run_benchmark
 from loadtests.progress import Progress
 
 
@@ -31,4 +31,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     path = run_benchmark(config, out, scenario_overrides={"load": load} if load else None,
                          progress=Progress(enabled=not args.quiet), log=main_log)
     print(f"comparison: {path}")
+    return 0
+
+
+def plot_benchmark_command(args: argparse.Namespace) -> int:
+    """Draw comparison.png again from an existing comparison.json and print its path."""
+    print(f"plot: {redraw_comparison(args.folder)}")
     return 0

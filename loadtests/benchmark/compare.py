@@ -9,6 +9,7 @@ two targets overlap, the difference is within this machine's noise.
 
 from __future__ import annotations
 
+import re
 from statistics import median
 from typing import Any
 
@@ -58,11 +59,13 @@ def compare(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, A
     ``runs`` maps a target name to the summary dicts of its successful rounds.
     """
     labels: list[str] = []
+    loads: dict[str, float | None] = {}
     for summaries in runs.values():
         for summary in summaries:
             for step in summary["steps"]:
                 if step["label"] not in labels:
                     labels.append(step["label"])
+                    loads[step["label"]] = step.get("value")
     table: dict[str, dict[str, Any]] = {}
     for label in labels:
         per_target: dict[str, Any] = {}
@@ -85,7 +88,27 @@ def compare(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, A
         table[label] = per_target
     holding = {target: [s["highest_holding"] for s in summaries]
                for target, summaries in runs.items()}
-    return {"baseline": baseline, "steps": table, "highest_holding": holding}
+    return {"baseline": baseline, "steps": table, "highest_holding": holding, "loads": loads}
+
+
+_LOAD_LABEL = re.compile(r"^[a-z]+=([0-9.]+)")
+
+
+def step_loads(comparison: dict[str, Any]) -> dict[str, float | None]:
+    """Each step's load value (users or arrivals/s), by label.
+
+    From ``loads`` where the comparison has it, else read from the label (``c=16``,
+    ``r=2.5/s``): comparisons written before ``loads`` existed have only labels.
+    """
+    known = comparison.get("loads") or {}
+    values: dict[str, float | None] = {}
+    for label in comparison["steps"]:
+        value = known.get(label)
+        if value is None:
+            match = _LOAD_LABEL.match(label)
+            value = float(match.group(1)) if match else None
+        values[label] = value
+    return values
 
 
 def _ratio(value: dict | None, base: dict | None) -> float | None:
@@ -95,10 +118,15 @@ def _ratio(value: dict | None, base: dict | None) -> float | None:
 
 
 def markdown(comparison: dict[str, Any], *, title: str, context: list[str],
-             failures: dict[str, str]) -> str:
-    """The comparison as Markdown: per step, values with spread, then ratios."""
+             failures: dict[str, str], image: str | None = None) -> str:
+    """The comparison as Markdown: per step, values with spread, then ratios.
+
+    ``image``: a plot file next to the Markdown, shown after the context.
+    """
     baseline = comparison["baseline"]
     lines = [f"# {title}", ""] + context + [""]
+    if image:
+        lines += [f"![TTFT and output tokens/s vs load]({image})", ""]
     if failures:
         lines += ["## Targets that did not run", ""]
         lines += [f"- **{name}**: {reason}" for name, reason in failures.items()] + [""]

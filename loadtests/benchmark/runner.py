@@ -169,6 +169,7 @@ def write_comparison(config: BenchmarkConfig, scenario: Scenario, model: Path,
         "ready_s": ready,
     }
     (out_dir / COMPARISON_JSON).write_text(json.dumps(data, indent=2, default=str) + "\n")
+    image = draw_comparison(data, out_dir) if runs else None
     load = scenario.load
     context = [
         f"- Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
@@ -193,8 +194,23 @@ def write_comparison(config: BenchmarkConfig, scenario: Scenario, model: Path,
     ]
     path = out_dir / COMPARISON_MD
     path.write_text(comparison.markdown(table, title=f"Benchmark `{config.name}`",
-                                        context=context, failures=failures))
+                                        context=context, failures=failures,
+                                        image=image.name if image else None))
     return path
+
+
+def draw_comparison(data: dict[str, Any], out_dir: Path) -> Path:
+    """comparison.png (TTFT p50 and output tokens/s vs load per target) from comparison.json's data."""
+    from loadtests import plots  # matplotlib is imported only when drawing
+
+    return plots.comparison_vs_load(data, out_dir / plots.COMPARISON_PNG)
+
+
+def redraw_comparison(folder: Path) -> Path:
+    """Draw comparison.png again from a benchmark folder's (or file's) comparison.json."""
+    source = folder / COMPARISON_JSON if folder.is_dir() else folder
+    data = json.loads(source.read_text())
+    return draw_comparison(data, source.parent)
 
 
 def main_log(message: str) -> None:

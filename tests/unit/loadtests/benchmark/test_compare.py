@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadtests.benchmark.compare import compare, markdown, spread
+from loadtests.benchmark.compare import compare, markdown, spread, step_loads
 
 
 def summary(ttft_p50: float, tps: float, label: str = "c=1", holding: float | None = 1):
@@ -46,3 +46,18 @@ def test_markdown_shows_spread_ratios_and_failures() -> None:
     assert "| other | 1.82x |" in text
     assert "**ray**: exited with code 1 | ImportError: x" in text
     assert "errors" in text and "| 2/20 |" in text
+
+
+def test_step_loads_come_from_the_runs_or_else_the_labels() -> None:
+    run = summary(100, 50, label="c=16")
+    run["steps"][0]["value"] = 16.0
+    assert step_loads(compare({"a": [run]}, "a")) == {"c=16": 16.0}
+    older = {"steps": {"c=4": {}, "r=2.5/s": {}, "odd": {}}}  # comparison.json without "loads"
+    assert step_loads(older) == {"c=4": 4.0, "r=2.5/s": 2.5, "odd": None}
+
+
+def test_markdown_shows_the_plot_when_given() -> None:
+    table = compare({"base": [summary(100, 50)]}, "base")
+    assert "![TTFT and output tokens/s vs load](comparison.png)" in markdown(
+        table, title="T", context=[], failures={}, image="comparison.png")
+    assert "![" not in markdown(table, title="T", context=[], failures={})

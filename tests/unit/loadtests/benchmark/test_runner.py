@@ -64,6 +64,8 @@ def test_benchmark_compares_targets_and_reports_a_failed_one(tmp_path) -> None:
     assert (out / "fast" / "round-2" / "report.md").is_file()
     text = path.read_text()
     assert "## Targets that did not run" in text and "| slow |" in text
+    assert (out / "comparison.png").read_bytes().startswith(b"\x89PNG")
+    assert "](comparison.png)" in text
     assert data["machine"]["cores"] and data["model"]["name"] == "scripted"
 
 
