@@ -262,6 +262,14 @@ class RaySettings(StrictModel):
     object_store_memory_mb: PositiveInt = 200
     temp_dir: Path | None = Field(None, description="Ray's temp dir; None: a project-specific one.")
     include_dashboard: bool = False
+    worker_niceness: int = Field(
+        0,
+        ge=0,
+        le=19,
+        description="Niceness of Ray's worker processes (replicas, the engine core, Serve's proxy). "
+        "Ray's own default is 15, which makes the engine yield the CPU to every other process on "
+        "the machine (a load generator, an editor); 0 shares it fairly. KubeRay pods set their own.",
+    )
 
 
 class LoggingSettings(StrictModel):
