@@ -2,7 +2,9 @@
 
 Rules and PII detectors are synchronous, linear in the text, and report where they
 matched (the stream hook needs the positions to cut before a match); ``hold_from`` tells
-the stream hook where a blocking one could still match once more text arrives. Rules are
+the stream hook where a blocking one could still match once more text arrives, and
+``match_stream`` looks at a stream's window only where a match not seen before could be
+(a ``StreamCursor`` remembers where). Rules are
 compiled with the ``regex`` module, whose partial matching answers that; on long input
 ``check`` runs them in a worker thread so the event loop keeps serving other requests.
 Text longer than ``max_text_chars`` is refused (``require_checkable``), never passed
@@ -15,15 +17,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Protocol, Sequence
+from dataclasses import dataclass, field
+from typing import Collection, Iterable, Protocol, Sequence
 
 import regex
 
 from serving.errors import InvalidRequestError
 from serving.moderation.metrics import ModerationMetrics
 from serving.config.moderation import Action, ModerationSettings
-from serving.privacy.pii import PII_KINDS, find_pii, unfinished, unfinished_from, unfinished_pii
+from serving.privacy.pii import (
+    PII_DETECTION_ORDER,
+    PII_KINDS,
+    PIIKind,
+    find_pii,
+    unfinished,
+    unfinished_from,
+    unfinished_pii,
+    unfinished_pii_bound,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +96,13 @@ class _CompiledRule:
     category: str
     action: Action
     pattern: regex.Pattern
-    unfinished: regex.Pattern | None  # where it could still match (blocking rules only)
+    unfinished: regex.Pattern  # where it could still match once more text arrives
+
+    def matches(self, text: str, pos: int) -> Iterable[Detection]:
+        """Its non-empty matches starting at or after ``pos`` (the text before it is context)."""
+        for m in self.pattern.finditer(text, pos):
+            if m.end() > m.start():
+                yield Detection(self.category, self.action, 1.0, m.start(), m.end())
 
 
 def _compile(settings: ModerationSettings) -> tuple[_CompiledRule, ...]:
@@ -95,9 +112,18 @@ def _compile(settings: ModerationSettings) -> tuple[_CompiledRule, ...]:
             continue
         expression = rule.expression()
         pattern = regex.compile(expression, regex.IGNORECASE)
-        shape = unfinished(expression, regex.IGNORECASE) if rule.action == "block" else None
-        compiled.append(_CompiledRule(rule.category, rule.action, pattern, shape))
+        compiled.append(_CompiledRule(rule.category, rule.action, pattern, unfinished(expression, regex.IGNORECASE)))
     return tuple(compiled)
+
+
+@dataclass
+class StreamCursor:
+    """Where ``match_stream`` resumes on one streamed text: indexes of the whole output (the
+    window slides over it) before which no match not yet seen can start."""
+
+    block_from: int = 0  # of a blocking match (``hold_from``'s answer, kept by the stream hook)
+    rule_flags_from: dict[int, int] = field(default_factory=dict)  # of a flag-only rule's match, by rule index
+    pii_flags_from: int = 0  # of a flag-only PII detector's match
 
 
 class ModerationPolicy:
@@ -116,8 +142,9 @@ class ModerationPolicy:
         self._rules = _compile(settings)
         pii = settings.pii.model_dump()
         self._pii_actions: dict[str, Action] = {kind: pii[kind] for kind in PII_KINDS if pii[kind] != "off"}
-        self._unfinished = tuple(r.unfinished for r in self._rules if r.unfinished is not None)
+        self._unfinished = tuple(r.unfinished for r in self._rules if r.action == "block")
         self._pii_blocking = tuple(kind for kind, action in self._pii_actions.items() if action == "block")
+        self._pii_order = tuple(kind for kind in PII_DETECTION_ORDER if kind in self._pii_actions)
 
     @property
     def categories(self) -> tuple[str, ...]:
@@ -142,13 +169,58 @@ class ModerationPolicy:
         """Rule and PII matches with their positions (cheap, synchronous)."""
         found: list[Detection] = []
         for rule in self._rules:
-            for m in rule.pattern.finditer(text):
-                if m.end() > m.start():
-                    found.append(Detection(rule.category, rule.action, 1.0, m.start(), m.end()))
-        if self._pii_actions:
-            for m in find_pii(text, self._pii_actions):
-                found.append(Detection(f"pii/{m.kind}", self._pii_actions[m.kind], 1.0, m.start, m.end))
-        return found
+            found.extend(rule.matches(text, 0))
+        return found + self._pii_matches(text, tuple(self._pii_actions), 0)
+
+    def match_stream(
+        self, text: str, base: int, cursor: StreamCursor, flagged: Collection[str] = ()
+    ) -> list[Detection]:
+        """The rule and PII matches of a stream's window ``text`` (``text[0]`` is character
+        ``base`` of the output) that earlier windows did not see; ``cursor`` moves past this one.
+
+        Blocking matches are looked for from ``cursor.block_from`` on, which the caller keeps at
+        ``hold_from``'s answer: no blocking match can start before it (a complete one there was
+        seen, and cut, in an earlier step). A flag-only detector looks from the earliest start
+        of an attempt of it that reached the end of the previous window (or a little before;
+        a match ending before that end was seen then), and not at all once its category is in
+        ``flagged`` (a stream reports a category once). The PII detectors share one start, the
+        lower of the two, because a detector's finds hide the later detectors' overlapping ones.
+        Linear in the text after those positions, not in the window; ``match_rules`` is the
+        whole-text answer, and a stream comes out as if every step had asked it.
+        """
+        size = len(text)
+        block = min(max(cursor.block_from - base, 0), size)
+        found: list[Detection] = []
+        for i, rule in enumerate(self._rules):
+            if rule.action == "block":
+                found.extend(rule.matches(text, block))
+            elif rule.category not in flagged:
+                pos = min(max(cursor.rule_flags_from.get(i, 0) - base, 0), size)
+                found.extend(rule.matches(text, pos))
+                cursor.rule_flags_from[i] = base + unfinished_from(rule.unfinished, text, pos)
+        kinds = self._pii_to_scan(flagged)
+        flags = [kind for kind in kinds if self._pii_actions[kind] == "flag"]
+        pos = block
+        if flags:
+            flag_pos = min(max(cursor.pii_flags_from - base, 0), size)
+            pos = min(pos, flag_pos)
+            cursor.pii_flags_from = base + unfinished_pii_bound(text, flags, flag_pos)
+        return found + self._pii_matches(text, kinds, pos)
+
+    def _pii_to_scan(self, flagged: Collection[str]) -> tuple[PIIKind, ...]:
+        """The PII kinds a stream still needs: the blocking ones, the flag-only ones not yet
+        flagged, and every kind detected before one of those (its finds hide overlapping ones)."""
+        order = self._pii_order
+        if not flagged:
+            return order
+        needed = [i for i, k in enumerate(order) if self._pii_actions[k] == "block" or f"pii/{k}" not in flagged]
+        return order[: needed[-1] + 1] if needed else ()
+
+    def _pii_matches(self, text: str, kinds: tuple[PIIKind, ...], pos: int) -> list[Detection]:
+        if not kinds:
+            return []
+        actions = self._pii_actions
+        return [Detection(f"pii/{m.kind}", actions[m.kind], 1.0, m.start, m.end) for m in find_pii(text, kinds, pos)]
 
     def hold_from(self, text: str, pos: int = 0) -> int:
         """The earliest index ``i >= pos`` from which ``text[i:]`` could still be, or become, a

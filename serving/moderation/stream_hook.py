@@ -12,6 +12,12 @@ is bounded: a possible match growing past ``window_chars`` releases its oldest c
 more characters. When the classifier is on, text is also released only after a
 classifier pass over a window that contains it (every ``stream_stride_chars`` and at the end).
 
+A step looks at the window only where a match not seen before could be
+(``ModerationPolicy.match_stream``, resuming from the choice's ``StreamCursor``): blocking
+matches from where ``hold_from`` said one could still start, flag-only ones from where
+one could still end in the new text, and none of a category the stream already flagged.
+A step therefore costs about its new text (plus any text held back), not the window.
+
 A blocking match that can no longer change (text follows it, or the choice finished)
 ends the choice with the safe text before the match and ``finish_reason="content_filter"``;
 once every choice has ended the upstream stream is closed, which aborts the engine request.
@@ -30,7 +36,7 @@ from typing import AsyncIterator
 from serving.engine.protocol import ChoiceDelta, GenerateOutput, TokenLogprob
 from serving.core.context import RequestContext
 from serving.moderation.metrics import OUTPUT
-from serving.moderation.policy import Detection, ModerationPolicy
+from serving.moderation.policy import Detection, ModerationPolicy, StreamCursor
 
 CONTENT_FILTER = "content_filter"
 
@@ -55,7 +61,7 @@ class _ChoiceState:
     released: int = 0  # characters released so far
     logprobs: list[_HeldLogprobs] = field(default_factory=list)  # of pending text, in order
     has_logprobs: bool = False  # the engine sends logprobs for this choice
-    scan_from: int = 0  # no blocking match can start before this character of the output
+    cursor: StreamCursor = field(default_factory=StreamCursor)  # where matching resumes (output indexes)
 
     def hold_logprobs(self, text: str, logprobs: list[TokenLogprob] | None) -> None:
         """Place a delta's logprobs on its text (appended after ``pending`` already grew)."""
@@ -131,7 +137,10 @@ class _ModeratedStream:
             self._account()
 
     def _state(self, index: int) -> _ChoiceState:
-        return self.states.setdefault(index, _ChoiceState())
+        state = self.states.get(index)
+        if state is None:  # not setdefault: that would build a state on every call
+            state = self.states[index] = _ChoiceState()
+        return state
 
     async def _step(self, choice: ChoiceDelta) -> ChoiceDelta:
         state = self._state(choice.index)
@@ -141,7 +150,8 @@ class _ModeratedStream:
         finished = choice.finish_reason is not None
         window = state.tail + state.pending
         offset = len(state.tail)
-        hits = self._blocking(self.hook.policy.match_rules(window), offset)
+        base = state.released - offset  # the output index of window[0]
+        hits = self._blocking(self.hook.policy.match_stream(window, base, state.cursor, self.flagged), offset)
         # A match touching the end may still change ("kill" -> "killer"); one followed by text,
         # or at the finish, cannot.
         if hits and (finished or any(h.end < len(window) for h in hits)):
@@ -163,8 +173,8 @@ class _ModeratedStream:
     def _releasable(self, state: _ChoiceState, window: str, offset: int) -> int:
         """How many pending characters may go out while the choice goes on."""
         base = state.released - offset  # the output index of window[0]
-        hold = self.hook.policy.hold_from(window, state.scan_from - base)
-        state.scan_from = base + hold  # nothing before it can start a match, now or later
+        hold = self.hook.policy.hold_from(window, state.cursor.block_from - base)
+        state.cursor.block_from = base + hold  # nothing before it can start a match, now or later
         release = min(hold - offset, len(state.pending) - self.hook.holdback)
         return max(release, len(state.pending) - self.hook.window, 0)  # hold back at most the window
 

@@ -80,11 +80,11 @@ def _digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
 
 
-def _cards(text: str) -> Iterable[PIIMatch]:
+def _cards(text: str, pos: int) -> Iterable[PIIMatch]:
     # Try every start (not just after the previous candidate): in "0199 4242 4242 4242 4242"
     # the first 4-4-4-4 shape fails the Luhn check and the card starts one group later.
     end = -1
-    for candidate in _NUMBER_START.finditer(text):
+    for candidate in _NUMBER_START.finditer(text, pos):
         start = candidate.start()
         if start < end:
             continue
@@ -101,8 +101,8 @@ _DATE = regex.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}")
 _VERSION = regex.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 
 
-def _phones(text: str) -> Iterable[PIIMatch]:
-    for m in _PHONE.finditer(text):
+def _phones(text: str, pos: int) -> Iterable[PIIMatch]:
+    for m in _PHONE.finditer(text, pos):
         value = m.group()
         if not 9 <= len(_digits(value)) <= 15:
             continue
@@ -112,8 +112,8 @@ def _phones(text: str) -> Iterable[PIIMatch]:
         yield PIIMatch("phone", m.start(), m.end())
 
 
-def _emails(text: str) -> Iterable[PIIMatch]:
-    for m in _EMAIL.finditer(text):
+def _emails(text: str, pos: int) -> Iterable[PIIMatch]:
+    for m in _EMAIL.finditer(text, pos):
         yield PIIMatch("email", m.start(), m.end())
 
 
@@ -121,50 +121,71 @@ def _emails(text: str) -> Iterable[PIIMatch]:
 _SECRET = regex.compile("|".join(f"(?:{p.pattern})" for p in _SECRETS[:-1]) + f"|(?i:{_SECRETS[-1].pattern[4:]})")
 
 
-# Every secret pattern contains one of these (the last ones lower-cased): a cheap
-# substring test skips the regex scan for ordinary text.
+# Every secret pattern contains one of these (the last ones case-folded): a cheap
+# substring test skips the regex scan for ordinary text. Case-folded, not lower-cased: the
+# case-insensitive patterns also match "ſ" (long s) for "s", and "ſecret".lower() keeps the "ſ".
 _SECRET_HINTS = (
     "sk-", "earer", "EARER", "asic", "ASIC", "AKIA", "ASIA", "gh", "github_pat_", "xox", "AIza", "eyJ", "-----BEGIN",
 )
-_SECRET_HINTS_LOWER = ("api", "secret", "token", "passw")
+_SECRET_HINTS_FOLDED = ("api", "secret", "token", "passw")
 
 
-def _secrets(text: str) -> Iterable[PIIMatch]:
-    if not any(h in text for h in _SECRET_HINTS):
-        lower = text.lower()
-        if not any(h in lower for h in _SECRET_HINTS_LOWER):
-            return
-    for m in _SECRET.finditer(text):
+def _has_secret_hint(text: str) -> bool:
+    if any(h in text for h in _SECRET_HINTS):
+        return True
+    folded = text.casefold()
+    return any(h in folded for h in _SECRET_HINTS_FOLDED)
+
+
+# Up to about this many characters the scan itself is cheaper than looking for a hint first
+# (~1 us either way; a stream step scans its few new characters).
+_SECRET_HINT_WORTH = 24
+
+
+def _secrets(text: str, pos: int) -> Iterable[PIIMatch]:
+    # A match starting at or after pos holds its hint at or after pos.
+    if len(text) - pos > _SECRET_HINT_WORTH and not _has_secret_hint(text[pos:] if pos else text):
+        return
+    for m in _SECRET.finditer(text, pos):
         yield PIIMatch("secret", m.start(), m.end())
 
 
-_DETECTORS: dict[PIIKind, Callable[[str], Iterable[PIIMatch]]] = {
+_DETECTORS: dict[PIIKind, Callable[[str, int], Iterable[PIIMatch]]] = {
     # Order matters for overlaps: a secret or card wins over the phone shape inside it.
     "secret": _secrets,
     "card": _cards,
     "email": _emails,
     "phone": _phones,
 }
+# The order in which find_pii runs the detectors: a kind's finds hide the later kinds' overlapping ones.
+PII_DETECTION_ORDER: tuple[PIIKind, ...] = tuple(_DETECTORS)
 
 
-def find_pii(text: str, kinds: Iterable[PIIKind] = PII_KINDS) -> list[PIIMatch]:
-    """Non-overlapping PII spans in ``text``, in order; earlier detectors win overlaps.
+def find_pii(text: str, kinds: Iterable[PIIKind] = PII_KINDS, pos: int = 0) -> list[PIIMatch]:
+    """Non-overlapping PII spans in ``text`` starting at or after ``pos``, in order; earlier
+    detectors win overlaps.
 
-    Linear in the text and the number of matches: each detector scans once, its matches
+    Every detector scans ``text[pos:]`` only, with the characters before ``pos`` as context
+    (the look-behinds and word boundaries see them), and validates a match as a whole-text
+    scan does. A match starting before ``pos`` is not looked for, so it hides nothing (a phone
+    number's shape inside a card that starts before ``pos`` is reported): the moderation
+    stream hook resumes where no match not yet seen can start.
+    Linear in ``text[pos:]`` and the number of matches: each detector scans once, its matches
     are checked against the earlier ones in one ordered walk, and the text later detectors
-    see is rebuilt once per detector, not once per match.
+    see is rebuilt once per detector that found something, not once per match.
     """
+    pos = min(max(pos, 0), len(text))
     wanted = set(kinds)
-    if _DIGIT.search(text) is None:
+    if _DIGIT.search(text, pos) is None:
         wanted -= {"card", "phone"}
-    if "@" not in text:
+    if text.find("@", pos) < 0:
         wanted.discard("email")
     found: list[PIIMatch] = []
     masked = text
     for kind, detector in _DETECTORS.items():
         if kind not in wanted:
             continue
-        new = _outside(sorted(detector(masked), key=_start), found)
+        new = _outside(sorted(detector(masked, pos), key=_start), found)
         if not new:
             continue
         # Later detectors see earlier finds as '#': "+1 415 555 0199 4242 4242 4242 4242"
@@ -238,29 +259,88 @@ _EMAIL_SHAPE = unfinished(_EMAIL.pattern)
 _SECRET_SHAPE = unfinished(_SECRET.pattern)
 
 
+_EMAIL_LOCAL_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
+# Every attempt of a card starts with a digit, of a phone number with one, "+" or "(".
+_PHONE_FIRST = regex.compile(r"[\d+(]")
+
+
+def _email_local_run(text: str, pos: int) -> int:
+    # With no "@" from pos on, an attempt reaching the end is a local part running to the end:
+    # it starts in the last 64 characters, in their trailing run of local-part characters.
+    start = max(pos, len(text) - _EMAIL_LOCAL_LONGEST)
+    return start + len(text[start:].rstrip(_EMAIL_LOCAL_CHARS))
+
+
 def _unfinished_email(text: str, pos: int) -> int:
-    # The local part before "@" is at most 64 characters: no "@" from pos on -> only the last 64
-    # can start one; otherwise nothing more than 64 before the first "@".
+    # The local part before "@" is at most 64 characters: nothing more than 64 before the first
+    # "@" from pos on can start one.
     at = text.find("@", pos)
-    start = len(text) - _EMAIL_LOCAL_LONGEST if at < 0 else at - _EMAIL_LOCAL_LONGEST
-    return unfinished_from(_EMAIL_SHAPE, text, max(pos, start))
+    if at >= 0:
+        return unfinished_from(_EMAIL_SHAPE, text, max(pos, at - _EMAIL_LOCAL_LONGEST))
+    start = _email_local_run(text, pos)
+    return start if start == len(text) else unfinished_from(_EMAIL_SHAPE, text, start)
 
 
 def _unfinished_secret(text: str, pos: int) -> int:
     # Every secret's first 12 characters hold a hint: with none from pos on, only the last few
     # characters can begin one.
-    rest = text[pos:]
-    if not any(h in rest for h in _SECRET_HINTS) and not any(h in rest.lower() for h in _SECRET_HINTS_LOWER):
-        pos = max(pos, len(text) - _SECRET_HINTLESS_LONGEST)
+    if len(text) - pos > _SECRET_HINTLESS_LONGEST and not _has_secret_hint(text[pos:]):
+        pos = len(text) - _SECRET_HINTLESS_LONGEST
     return unfinished_from(_SECRET_SHAPE, text, pos)
+
+
+def _unfinished_from_first(shape: regex.Pattern, first: regex.Pattern, text: str, start: int) -> int:
+    # ``first`` finds the characters every attempt of ``shape`` starts with.
+    m = first.search(text, start)
+    return len(text) if m is None else unfinished_from(shape, text, m.start())
 
 
 _UNFINISHED: dict[PIIKind, Callable[[str, int], int]] = {
     "secret": _unfinished_secret,
-    "card": lambda text, pos: unfinished_from(_CARD_SHAPE, text, max(pos, len(text) - _CARD_LONGEST)),
+    "card": lambda text, pos: _unfinished_from_first(_CARD_SHAPE, _DIGIT, text, max(pos, len(text) - _CARD_LONGEST)),
     "email": _unfinished_email,
-    "phone": lambda text, pos: unfinished_from(_PHONE_SHAPE, text, max(pos, len(text) - _PHONE_LONGEST)),
+    "phone": lambda text, pos: _unfinished_from_first(
+        _PHONE_SHAPE, _PHONE_FIRST, text, max(pos, len(text) - _PHONE_LONGEST)
+    ),
 }
+
+
+def _email_bound(text: str, pos: int) -> int:
+    return _unfinished_email(text, pos) if text.find("@", pos) >= 0 else _email_local_run(text, pos)
+
+
+def _first_bound(first: regex.Pattern, longest: int) -> Callable[[str, int], int]:
+    def bound(text: str, pos: int) -> int:
+        m = first.search(text, max(pos, len(text) - longest))
+        return len(text) if m is None else m.start()
+
+    return bound
+
+
+# Lower bounds of the _UNFINISHED answers, without their partial match where that is cheap:
+# the first possible first character of a card or phone number, the trailing local-part run
+# of an e-mail address without an "@" from pos on (secrets: the exact answer).
+_UNFINISHED_BOUND: dict[PIIKind, Callable[[str, int], int]] = {
+    "secret": _unfinished_secret,
+    "card": _first_bound(_DIGIT, _CARD_LONGEST),
+    "email": _email_bound,
+    "phone": _first_bound(_PHONE_FIRST, _PHONE_LONGEST),
+}
+
+
+def unfinished_pii_bound(text: str, kinds: Iterable[PIIKind], pos: int = 0) -> int:
+    """A lower bound of ``unfinished_pii(text, kinds, pos)`` (and ``>= pos``), at most a kind's
+    longest beginning below it, found mostly without partial matching.
+
+    No match of ``kinds`` that ends after the end of ``text`` (once more text arrives) starts
+    before it: where a flag-only detector of a stream resumes, which may look at a little more
+    text than it needs to, but must not look at less.
+    """
+    pos = min(max(pos, 0), len(text))
+    bound = len(text)
+    for kind in kinds:
+        bound = min(bound, _UNFINISHED_BOUND[kind](text, pos))
+    return bound
 
 
 def unfinished_pii(text: str, kinds: Iterable[PIIKind], pos: int = 0) -> int:
@@ -276,7 +356,10 @@ def unfinished_pii(text: str, kinds: Iterable[PIIKind], pos: int = 0) -> int:
     at the last few dozen characters only.
     """
     pos = min(max(pos, 0), len(text))
-    return min((_UNFINISHED[kind](text, pos) for kind in kinds), default=len(text))
+    hold = len(text)
+    for kind in kinds:
+        hold = min(hold, _UNFINISHED[kind](text, pos))
+    return hold
 
 
 def redact(text: str, kinds: Iterable[PIIKind] = PII_KINDS) -> str:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving.moderation.metrics import ModerationMetrics
-from serving.moderation.policy import ModerationPolicy
+from serving.moderation.policy import ModerationPolicy, StreamCursor
 from serving.config.moderation import ModerationSettings
 
 
@@ -168,3 +168,29 @@ def test_hold_from_default_rules_and_pii() -> None:
     assert p.hold_from("pay 4111 1111") == 4  # a card, before the Luhn check
     assert p.hold_from("key: sk-abc") == 5  # a secret
     assert p.hold_from("In 2024") == 3  # digits at the end could still be a card number
+
+
+def test_match_stream_resumes_where_nothing_not_yet_seen_can_start() -> None:
+    p = policy(rules=[{"category": "x", "terms": ["bad"]}, {"category": "f", "terms": ["darn"], "action": "flag"}])
+    cursor = StreamCursor()
+    assert p.match_stream("oh da", 0, cursor) == []
+    assert cursor.rule_flags_from == {1: 3}  # "da" could still become "darn"
+    assert [(d.category, d.start) for d in p.match_stream("oh darn", 0, cursor)] == [("f", 3)]
+    # The window slid 3 characters (base 3); blocking matches are looked for from block_from on.
+    cursor.block_from = 7
+    found = p.match_stream("darn bad bad", 3, cursor, flagged=["f"])  # "f" flagged: not looked for
+    assert [(d.category, d.start) for d in found] == [("x", 5), ("x", 9)]
+    cursor.block_from = 3 + 9
+    assert [d.start for d in p.match_stream("darn bad bad", 3, cursor, flagged=["f"])] == [9]
+    cursor.block_from = 3 + 10
+    assert p.match_stream("darn bad bad", 3, cursor, flagged=["f"]) == []  # both start before block_from
+
+
+def test_match_stream_still_runs_a_flagged_pii_kind_that_hides_a_later_one() -> None:
+    # An e-mail address whose local part is a phone number: the e-mail detector's find hides it
+    # from the phone detector, so with e-mail flagged (and phone not) it still runs.
+    p = policy()
+    text = "write to 415-555-0100@example.com"
+    assert [d.category for d in p.match_rules(text)] == ["pii/email"]
+    assert [d.category for d in p.match_stream(text, 0, StreamCursor(), ["pii/email"])] == ["pii/email"]
+    assert p.match_stream(text, 0, StreamCursor(), ["pii/email", "pii/phone"]) == []

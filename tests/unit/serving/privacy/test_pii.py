@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from serving.privacy import pii
-from serving.privacy.pii import find_pii, redact, unfinished_from, unfinished_pii
+from serving.privacy.pii import find_pii, redact, unfinished_from, unfinished_pii, unfinished_pii_bound
 
 
 @pytest.mark.parametrize(
@@ -63,6 +63,27 @@ def test_kinds_can_be_selected() -> None:
     text = "a@b.io and 4111111111111111"
     assert [m.kind for m in find_pii(text, ["card"])] == ["card"]
     assert redact(text, ["email"]) == "[REDACTED:EMAIL] and 4111111111111111"
+
+
+def test_find_pii_from_a_position_sees_the_text_before_it_as_context() -> None:
+    text = "a@b.io and c@d.io, card 4111 1111 1111 1111, not 4111 1111 1111 1112"
+    assert [(m.kind, m.start) for m in find_pii(text, pos=7)] == [("email", 11), ("card", 24)]
+    assert find_pii(text, pos=45) == []  # the last card fails the Luhn check from any pos
+    # A match starting before pos is not looked for, so it hides nothing: inside the card a
+    # phone number's shape shows (the stream hook resumes where no match starts before).
+    assert [(m.kind, m.start) for m in find_pii(text, pos=25)] == [("phone", 29)]
+    assert find_pii("a@b.io", pos=1) == []  # the local part would start before pos
+    assert find_pii("-4111111111111111", ["card"], 1) == []  # the "-" before pos still counts
+    assert find_pii("ask-abcdefghijklmnopqrstuvwx", ["secret"], 1) == []  # no word boundary at pos
+    assert find_pii("x sk-abcdefghijklmnopqrstuvwx", ["secret"], 99) == []
+
+
+def test_a_case_insensitive_secret_with_a_long_s_is_found() -> None:
+    # "ſ" (long s) matches "s" case-insensitively; the hint test must not skip the scan for it.
+    prefix = "nothing that looks like a key in this first part, then "
+    assert [m.kind for m in find_pii(prefix + "ſecret=abcdefjklmnopq12345 ok")] == ["secret"]
+    held = prefix + "ſecret: abcdefjklmnopqrstuvw"  # complete, touching the end: longer values are one
+    assert unfinished_pii(held, ["secret"]) == len(prefix)
 
 
 def test_a_card_is_not_also_reported_as_a_phone() -> None:
@@ -169,3 +190,16 @@ def test_bounded_searches_find_what_a_whole_search_finds(text: str, kind: str, p
     # Cards, phones, e-mails and secrets skip the part of the text too far from the end (or from
     # the first "@", or the first hint) to reach it: the answer must be that of a search from pos.
     assert unfinished_pii(text, [kind], pos) == unfinished_from(SHAPES[kind], text, pos)
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None)
+@given(
+    text=st.lists(st.sampled_from(PIECES), max_size=60).map("".join),
+    kind=st.sampled_from(sorted(SHAPES)),
+    pos=st.integers(0, 120),
+)
+def test_the_cheap_bound_is_at_most_the_answer_and_close_to_it(text: str, kind: str, pos: int) -> None:
+    # Where a stream's flag-only detectors resume: never after a possible match, never far before.
+    exact = unfinished_pii(text, [kind], pos)
+    bound = unfinished_pii_bound(text, [kind], pos)
+    assert min(pos, len(text)) <= bound <= exact <= bound + 64
