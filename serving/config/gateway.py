@@ -137,7 +137,12 @@ class AdmissionSettings(StrictModel):
 
     enabled: bool = True
     max_waiting: int = Field(
-        64, ge=0, description="Requests allowed to wait beyond the engine's running batch."
+        1024,
+        ge=0,
+        description="Requests allowed to wait beyond the engine's running batch. Large by default: "
+        "a burst of 1,000 clients waits in the engine's queue (as on vLLM's own server) instead of "
+        "getting 429s that outlast the official client's 2 retries; lower it to shed load sooner "
+        "(loadtests/results/2026-12-02-many-clients/).",
     )
     max_in_flight: PositiveInt | None = Field(
         None, description="Hard cap on requests inside this replica; None: engine batch + max_waiting."

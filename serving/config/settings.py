@@ -141,7 +141,7 @@ class DeploymentSettings(StrictModel):
     autoscaling: AutoscalingSettings = AutoscalingSettings()
     # Above the gateway's admission capacity (engine running + waiting), so that a full
     # model answers 429 from the app instead of Serve's own 503 for backpressure.
-    max_ongoing_requests: PositiveInt = Field(256, description="Requests one replica holds at once.")
+    max_ongoing_requests: PositiveInt = Field(1280, description="Requests one replica holds at once.")
     max_queued_requests: int = Field(
         -1, ge=-1, description="Requests queued per caller before Serve rejects (-1: unbounded)."
     )
