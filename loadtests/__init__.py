@@ -17,6 +17,7 @@ Layout:
     report.py      JSON, CSV and Markdown output; plots.py draws the PNGs
     benchmark/     side-by-side benchmark of vLLM, Ray Serve LLM and this stack
     locustfile.py  the same chat traffic for teams that use Locust
+    many_clients.py  N concurrent streams on the official openai client (retries, 5xx, health)
 """
 
 __all__ = ["__version__"]
