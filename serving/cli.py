@@ -43,7 +43,9 @@ def start_ray(settings: Settings) -> None:
         object_store_memory=settings.ray.object_store_memory_mb * 1024**2,
         _temp_dir=ray_temp_dir(settings),
         _metrics_export_port=settings.ray.metrics_export_port,
-        _system_config={"worker_niceness": settings.ray.worker_niceness},
+        _system_config=(
+            {} if settings.ray.worker_niceness is None else {"worker_niceness": settings.ray.worker_niceness}
+        ),
     )
     serve.start(
         http_options={

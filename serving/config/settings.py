@@ -262,13 +262,14 @@ class RaySettings(StrictModel):
     object_store_memory_mb: PositiveInt = 200
     temp_dir: Path | None = Field(None, description="Ray's temp dir; None: a project-specific one.")
     include_dashboard: bool = False
-    worker_niceness: int = Field(
-        0,
+    worker_niceness: int | None = Field(
+        None,
         ge=0,
         le=19,
         description="Niceness of Ray's worker processes (replicas, the engine core, Serve's proxy). "
-        "Ray's own default is 15, which makes the engine yield the CPU to every other process on "
-        "the machine (a load generator, an editor); 0 shares it fairly. KubeRay pods set their own.",
+        "None: Ray's own default, 15, which makes the engine yield the CPU to every other process "
+        "on the machine. 0 shares it fairly: measured faster when other work competes for the "
+        "cores, no faster on a quiet machine (loadtests/results/2026-12-02-speed*).",
     )
 
 

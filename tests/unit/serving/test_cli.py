@@ -24,12 +24,12 @@ def fake_ray(monkeypatch: pytest.MonkeyPatch) -> dict:
     return calls
 
 
-def test_ray_workers_run_at_the_configured_niceness_not_rays_15(fake_ray: dict) -> None:
+def test_ray_workers_run_at_the_configured_niceness_else_rays_own(fake_ray: dict) -> None:
     start_ray(Settings())
-    assert fake_ray["init"]["_system_config"] == {"worker_niceness": 0}
+    assert fake_ray["init"]["_system_config"] == {}
     fake_ray.clear()
-    start_ray(Settings(ray={"worker_niceness": 10}))
-    assert fake_ray["init"]["_system_config"] == {"worker_niceness": 10}
+    start_ray(Settings(ray={"worker_niceness": 0}))
+    assert fake_ray["init"]["_system_config"] == {"worker_niceness": 0}
 
 
 def test_niceness_outside_the_unix_range_is_refused() -> None:
