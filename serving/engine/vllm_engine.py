@@ -105,6 +105,11 @@ def engine_config(args: Any) -> Any:
     return config
 
 
+# The Retry-After of a failed or restarting engine's 503 (the same in both places): while the
+# engine restarts, its 503s answer at once, so an early retry costs the client little.
+ENGINE_RETRY_AFTER = {"Retry-After": "5"}
+
+
 class VLLMEngine:
     """``serving.engine.protocol.Engine`` over vLLM's ``AsyncLLM``."""
 
@@ -219,7 +224,7 @@ class VLLMEngine:
         if self._restart_task is not None:
             return ServiceUnavailableError(
                 "The model's engine is restarting after a failure; retry shortly.",
-                headers={"Retry-After": "5"},
+                headers=ENGINE_RETRY_AFTER,
             )
         return ServiceUnavailableError("engine is dead")
 
@@ -442,7 +447,7 @@ async def _translated(stream: AsyncIterator[Any], died: Any) -> AsyncIterator[An
         raise
     except EngineDeadError as exc:
         died()
-        raise ServiceUnavailableError("The model's engine failed; retry shortly.", headers={"Retry-After": "5"}) from exc
+        raise ServiceUnavailableError("The model's engine failed; retry shortly.", headers=ENGINE_RETRY_AFTER) from exc
     except (VLLMClientError, ValueError) as exc:
         raise InvalidRequestError(str(exc)) from exc
     except EngineGenerateError as exc:
