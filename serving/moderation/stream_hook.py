@@ -156,7 +156,7 @@ class _ModeratedStream:
         # or at the finish, cannot.
         if hits and (finished or any(h.end < len(window) for h in hits)):
             return self._cut_before(state, choice, window, offset, hits)
-        release = len(state.pending) if finished else self._releasable(state, window, offset)
+        release = len(state.pending) if finished else self._releasable(state, window, base, offset)
         if hits and min(h.start for h in hits) - offset < release:
             return self._cut_before(state, choice, window, offset, hits)  # the window bound reached it
         if self.hook.uses_classifier and release > 0 and (finished or state.unclassified >= self.hook.stride):
@@ -170,9 +170,9 @@ class _ModeratedStream:
             release = 0  # wait for the next classifier pass
         return self._release(state, choice, release, choice.finish_reason)
 
-    def _releasable(self, state: _ChoiceState, window: str, offset: int) -> int:
-        """How many pending characters may go out while the choice goes on."""
-        base = state.released - offset  # the output index of window[0]
+    def _releasable(self, state: _ChoiceState, window: str, base: int, offset: int) -> int:
+        """How many pending characters may go out while the choice goes on (``window[0]`` is
+        character ``base`` of the output)."""
         hold = self.hook.policy.hold_from(window, state.cursor.block_from - base)
         state.cursor.block_from = base + hold  # nothing before it can start a match, now or later
         release = min(hold - offset, len(state.pending) - self.hook.holdback)

@@ -277,8 +277,7 @@ def _unfinished_email(text: str, pos: int) -> int:
     at = text.find("@", pos)
     if at >= 0:
         return unfinished_from(_EMAIL_SHAPE, text, max(pos, at - _EMAIL_LOCAL_LONGEST))
-    start = _email_local_run(text, pos)
-    return start if start == len(text) else unfinished_from(_EMAIL_SHAPE, text, start)
+    return _resume(_EMAIL_SHAPE, text, _email_local_run(text, pos))
 
 
 def _unfinished_secret(text: str, pos: int) -> int:
@@ -289,27 +288,14 @@ def _unfinished_secret(text: str, pos: int) -> int:
     return unfinished_from(_SECRET_SHAPE, text, pos)
 
 
-def _unfinished_from_first(shape: regex.Pattern, first: regex.Pattern, text: str, start: int) -> int:
-    # ``first`` finds the characters every attempt of ``shape`` starts with.
-    m = first.search(text, start)
-    return len(text) if m is None else unfinished_from(shape, text, m.start())
-
-
-_UNFINISHED: dict[PIIKind, Callable[[str, int], int]] = {
-    "secret": _unfinished_secret,
-    "card": lambda text, pos: _unfinished_from_first(_CARD_SHAPE, _DIGIT, text, max(pos, len(text) - _CARD_LONGEST)),
-    "email": _unfinished_email,
-    "phone": lambda text, pos: _unfinished_from_first(
-        _PHONE_SHAPE, _PHONE_FIRST, text, max(pos, len(text) - _PHONE_LONGEST)
-    ),
-}
-
-
-def _email_bound(text: str, pos: int) -> int:
-    return _unfinished_email(text, pos) if text.find("@", pos) >= 0 else _email_local_run(text, pos)
+def _resume(shape: regex.Pattern, text: str, start: int) -> int:
+    # The shape's answer from ``start``, a lower bound of it (``len(text)``: none, nothing to ask).
+    return start if start == len(text) else unfinished_from(shape, text, start)
 
 
 def _first_bound(first: regex.Pattern, longest: int) -> Callable[[str, int], int]:
+    # The first character from which an attempt can start (``first`` finds every attempt's
+    # first character), in the last ``longest`` characters.
     def bound(text: str, pos: int) -> int:
         m = first.search(text, max(pos, len(text) - longest))
         return len(text) if m is None else m.start()
@@ -317,14 +303,28 @@ def _first_bound(first: regex.Pattern, longest: int) -> Callable[[str, int], int
     return bound
 
 
+def _email_bound(text: str, pos: int) -> int:
+    return _unfinished_email(text, pos) if text.find("@", pos) >= 0 else _email_local_run(text, pos)
+
+
+_card_bound = _first_bound(_DIGIT, _CARD_LONGEST)
+_phone_bound = _first_bound(_PHONE_FIRST, _PHONE_LONGEST)
+
 # Lower bounds of the _UNFINISHED answers, without their partial match where that is cheap:
 # the first possible first character of a card or phone number, the trailing local-part run
 # of an e-mail address without an "@" from pos on (secrets: the exact answer).
 _UNFINISHED_BOUND: dict[PIIKind, Callable[[str, int], int]] = {
     "secret": _unfinished_secret,
-    "card": _first_bound(_DIGIT, _CARD_LONGEST),
+    "card": _card_bound,
     "email": _email_bound,
-    "phone": _first_bound(_PHONE_FIRST, _PHONE_LONGEST),
+    "phone": _phone_bound,
+}
+# The answers: each shape's search resumed from its bound.
+_UNFINISHED: dict[PIIKind, Callable[[str, int], int]] = {
+    "secret": _unfinished_secret,
+    "card": lambda text, pos: _resume(_CARD_SHAPE, text, _card_bound(text, pos)),
+    "email": _unfinished_email,
+    "phone": lambda text, pos: _resume(_PHONE_SHAPE, text, _phone_bound(text, pos)),
 }
 
 
