@@ -17,6 +17,9 @@ class ServingError(Exception):
     status_code: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    # What a client reads for a 5xx of this kind (None: the generic text of its status); the
+    # message itself, which may hold internal detail, goes to the log only.
+    public_message: str | None = None
 
     def __init__(
         self,
@@ -182,16 +185,11 @@ def _encodable(text: str | None) -> str | None:
 
 def error_body_for(exc: ServingError) -> dict[str, Any]:
     """The error body a client sees for one of our errors (5xx text is generic)."""
-    message = exc.message if exc.status_code < 500 else _PUBLIC_CODE_MESSAGE.get(
-        exc.code or "", _PUBLIC_5XX_MESSAGE.get(exc.status_code, "The server had an error while processing your request.")
+    message = exc.message if exc.status_code < 500 else exc.public_message or _PUBLIC_5XX_MESSAGE.get(
+        exc.status_code, "The server had an error while processing your request."
     )
     return error_body(message, error_type=exc.error_type, param=exc.param, code=exc.code)
 
-
-# 5xx whose cause a client may know (no internal detail in them), by error code.
-_PUBLIC_CODE_MESSAGE = {
-    "limiter_unavailable": "The rate limiter cannot check this request's limits right now. Retry shortly.",
-}
 
 _PUBLIC_5XX_MESSAGE = {
     503: "The model is not available right now. Retry later.",

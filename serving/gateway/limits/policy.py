@@ -40,6 +40,7 @@ class LimiterUnavailableError(ServiceUnavailableError):
     """The key's limits cannot be checked (the store is down or slow): 503, retry shortly."""
 
     code = "limiter_unavailable"
+    public_message = "The rate limiter cannot check this request's limits right now. Retry shortly."
 
 
 def refused_for_overload(ctx: RequestContext) -> bool:
