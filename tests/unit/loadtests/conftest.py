@@ -7,8 +7,6 @@ loop, so its timing does not depend on the load generator's loop. Prompts carry
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import yaml
 
 from loadtests.config import Scenario, load_scenario
 from loadtests.scripted_server import Script, ScriptedServer
+from tests.unit.loadtests.background import serving_in_thread
 
 
 @dataclass
@@ -40,24 +39,9 @@ class RunningServer:
 @pytest.fixture(scope="module")
 def scripted() -> Iterator[RunningServer]:
     """A scripted server for the module (log cleared per test by ``server``)."""
-    loop = asyncio.new_event_loop()
     server = ScriptedServer(Script(ttft_ms=20, itl_ms=5, tokens=8))
-    ready = threading.Event()
-    box: dict[str, Any] = {}
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        box["runner"], box["port"] = loop.run_until_complete(server.start(0))
-        ready.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10), "scripted server did not start"
-    yield RunningServer(server, box["port"])
-    asyncio.run_coroutine_threadsafe(box["runner"].cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving_in_thread(lambda: server.start(0)) as port:
+        yield RunningServer(server, port)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
-import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +19,7 @@ import pytest
 from aiohttp import web
 
 from loadtests.many_clients import api_root, main, raise_open_file_limit
+from tests.unit.loadtests.background import serving_in_thread
 
 TOKENS = 6
 
@@ -100,29 +100,18 @@ def _event(payload: dict[str, Any]) -> bytes:
 
 @pytest.fixture(scope="module")
 def running() -> Iterator[ChatServer]:
-    loop = asyncio.new_event_loop()
     server = ChatServer()
-    runner = web.AppRunner(server.app, access_log=None)
-    ready = threading.Event()
-    box: dict[str, int] = {}
 
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
+    async def start() -> tuple[web.AppRunner, int]:
+        runner = web.AppRunner(server.app, access_log=None)
+        await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        box["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        loop.run_forever()
+        await site.start()
+        return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    server.url = f"http://127.0.0.1:{box['port']}/v1"
-    yield server
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving_in_thread(start) as port:
+        server.url = f"http://127.0.0.1:{port}/v1"
+        yield server
 
 
 @pytest.fixture

@@ -180,24 +180,25 @@ SHAPES = {"card": pii._CARD_SHAPE, "phone": pii._PHONE_SHAPE, "email": pii._EMAI
 PIECES = [*"0123456789 -+.()@aZ_=:", "sk-", "Bearer ", "access", "-token", "github_pat_", "-----BEGIN ", "passw"]
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None)
-@given(
-    text=st.lists(st.sampled_from(PIECES), max_size=60).map("".join),
-    kind=st.sampled_from(sorted(SHAPES)),
-    pos=st.integers(0, 120),
-)
+def over_searches(test):
+    """Run ``test`` for 400 texts of PIECES, each with a kind and a start position."""
+    return settings(max_examples=400, deadline=None, derandomize=True, database=None)(
+        given(
+            text=st.lists(st.sampled_from(PIECES), max_size=60).map("".join),
+            kind=st.sampled_from(sorted(SHAPES)),
+            pos=st.integers(0, 120),
+        )(test)
+    )
+
+
+@over_searches
 def test_bounded_searches_find_what_a_whole_search_finds(text: str, kind: str, pos: int) -> None:
     # Cards, phones, e-mails and secrets skip the part of the text too far from the end (or from
     # the first "@", or the first hint) to reach it: the answer must be that of a search from pos.
     assert unfinished_pii(text, [kind], pos) == unfinished_from(SHAPES[kind], text, pos)
 
 
-@settings(max_examples=400, deadline=None, derandomize=True, database=None)
-@given(
-    text=st.lists(st.sampled_from(PIECES), max_size=60).map("".join),
-    kind=st.sampled_from(sorted(SHAPES)),
-    pos=st.integers(0, 120),
-)
+@over_searches
 def test_the_cheap_bound_is_at_most_the_answer_and_close_to_it(text: str, kind: str, pos: int) -> None:
     # Where a stream's flag-only detectors resume: never after a possible match, never far before.
     exact = unfinished_pii(text, [kind], pos)
