@@ -7,6 +7,7 @@ import contextlib
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -79,9 +80,14 @@ async def resolve_model(client: OpenAIClient, wanted: str | None) -> str:
 
 
 async def run_scenario(
-    scenario: Scenario, *, progress: Progress | None = None, api_key: str | None = None
+    scenario: Scenario, *, progress: Progress | None = None, api_key: str | None = None,
+    step_probe: Callable[[], Callable[[], dict[str, Any]]] | None = None,
 ) -> RunResult:
-    """Run every step of ``scenario`` against its target and return the results."""
+    """Run every step of ``scenario`` against its target and return the results.
+
+    ``step_probe``: called when a step starts; what it returns is called when the step
+    ends and its dict is the step's ``server`` entry (e.g. the server's CPU time).
+    """
     progress = progress or Progress(enabled=False)
     workload = load_workload(scenario.workload.name, endpoint=scenario.workload.endpoint)
     if api_key is None and scenario.target.api_key_env:
@@ -107,8 +113,11 @@ async def run_scenario(
                 ramp_up_s=load.ramp_up_s, drain_timeout_s=load.drain_timeout_s,
                 max_concurrency=load.max_concurrency, max_tokens=scenario.workload.max_tokens,
             )
+            finish = step_probe() if step_probe else None
             outcome, lag = await _run_with_progress(plan, workload, client, progress, scenario.seed)
             stats = step_stats(outcome, scenario.slo, loop_lag=lag)
+            if finish is not None:
+                stats.data["server"] = finish()
             run.outcomes.append(outcome)
             run.steps.append(stats)
             failed_in_a_row = 0 if stats.holds else failed_in_a_row + 1

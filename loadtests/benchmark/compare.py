@@ -13,6 +13,8 @@ import re
 from statistics import median
 from typing import Any
 
+from loadtests.benchmark.cpu import ROLE_ORDER, per_thousand_tokens
+
 # (key, heading, kind): kind "latency" (lower is better) or "throughput" (higher is better)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ttft_p50", "TTFT p50 ms", "latency"),
@@ -80,6 +82,8 @@ def compare(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, A
             entry["requests"] = sum(r["total"] for r in rows)
             entry["bursty"] = sum(r["bursty"] for r in rows)
             entry["eligible"] = sum(r["eligible"] for r in rows)
+            entry["cpu"] = cpu_spread([s for summary in summaries for s in summary["steps"]
+                                       if s["label"] == label])
             per_target[target] = entry
         base = per_target.get(baseline)
         for target, entry in per_target.items():
@@ -89,6 +93,21 @@ def compare(runs: dict[str, list[dict[str, Any]]], baseline: str) -> dict[str, A
     holding = {target: [s["highest_holding"] for s in summaries]
                for target, summaries in runs.items()}
     return {"baseline": baseline, "steps": table, "highest_holding": holding, "loads": loads}
+
+
+def cpu_spread(steps: list[dict[str, Any]]) -> dict[str, dict[str, float]] | None:
+    """Server CPU ms per 1,000 output tokens by role (and ``cores``: CPU s per s), over rounds."""
+    per_round = []
+    for step in steps:
+        per = per_thousand_tokens(step)
+        if per is None:
+            continue
+        per["cores"] = sum(step["server"]["cpu_s"].values()) / max(step["duration_s"], 1e-9)
+        per_round.append(per)
+    if not per_round:
+        return None
+    keys = [k for k in (*ROLE_ORDER, "total", "cores") if any(k in per for per in per_round)]
+    return {key: spread([per.get(key, 0.0) for per in per_round]) for key in keys}
 
 
 _LOAD_LABEL = re.compile(r"^[a-z]+=([0-9.]+)")
@@ -149,12 +168,31 @@ def markdown(comparison: dict[str, Any], *, title: str, context: list[str],
             ratios = [_x(entry["ratio"][key]) for key, _, _ in COLUMNS]
             lines.append(f"| {target} | " + " | ".join(ratios) + " |")
         lines.append("")
+        lines += _cpu_lines(per_target)
     holding = comparison["highest_holding"]
     if holding:
         lines += ["## Highest load within the SLO, per round", ""]
         lines += [f"- {target}: {', '.join(_hold(v) for v in values)}"
                   for target, values in holding.items()]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_lines(per_target: dict[str, Any]) -> list[str]:
+    """The step's table of server CPU per 1,000 output tokens by process role (if measured)."""
+    measured = {t: e["cpu"] for t, e in per_target.items() if e.get("cpu")}
+    if not measured:
+        return []
+    roles = [r for r in (*ROLE_ORDER, "total") if any(r in cpu for cpu in measured.values())]
+    lines = ["Server CPU ms per 1,000 output tokens by process role (median over rounds; "
+             "cores = CPU seconds per second, of 2 here):", "",
+             "| target | " + " | ".join(r.replace("_", " ") for r in roles) + " | cores |",
+             "|---|" + "---:|" * (len(roles) + 1)]
+    for target, cpu in measured.items():
+        cells = [_fmt(cpu[r]["median"]) if r in cpu else "-" for r in roles]
+        cores = cpu.get("cores")
+        lines.append(f"| {target} | " + " | ".join(cells)
+                     + f" | {_fmt(cores['median']) if cores else '-'} |")
+    return lines + [""]
 
 
 def _cell(s: dict[str, float] | None) -> str:

@@ -141,6 +141,23 @@ def stop_target(target: TargetProcess, timeout_s: float = 60.0) -> int | None:
         target.log_file.close()
 
 
+def target_pids(target: TargetProcess) -> list[int]:
+    """The target's live processes: its process group and every descendant seen so far."""
+    _remember_descendants(target)
+    pids = {target.pid}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == target.pid:
+            pids.add(int(entry.name))
+    pids.update(pid for pid, start in target.known.items() if _start_time(pid) == start)
+    return sorted(pids)
+
+
 def make_tmp_dir(name: str) -> Path:
     """A short private temp dir (Ray's socket paths have a length limit)."""
     return Path(tempfile.mkdtemp(prefix=f"ltb-{name[:8]}-", dir="/tmp"))

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests.benchmark import compare as comparison
+from loadtests.benchmark.cpu import step_meter
 from loadtests.benchmark.config import BenchmarkConfig, TargetSpec
 from loadtests.benchmark.process import (
     TargetFailed,
@@ -28,6 +29,7 @@ from loadtests.benchmark.process import (
     python,
     start_target,
     stop_target,
+    target_pids,
     wait_generating,
     wait_ready,
 )
@@ -117,7 +119,8 @@ def run_target_once(config: BenchmarkConfig, target: TargetSpec, index: int,
         log(f"  {target.name} ready (first generation) in {record.ready_s:.1f}s")
         scenario_here = scenario.model_copy(update={"target": scenario.target.model_copy(
             update={"base_url": target.base_url(), "model": config.model_name})})
-        run = asyncio.run(run_scenario(scenario_here, progress=progress))
+        meter = step_meter(lambda: target_pids(process), process.pid)
+        run = asyncio.run(run_scenario(scenario_here, progress=progress, step_probe=meter))
         write_results(run, run_dir)
         record.summary = run.summary()
         record.result_dir = str(run_dir.relative_to(out_dir))

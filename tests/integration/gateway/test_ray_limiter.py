@@ -103,8 +103,9 @@ async def test_timed_out_acquire_leaves_nothing_reserved(actor_name):
     steady = RayLimiter(actor_name, namespace=NAMESPACE, timeout_s=10)
     limits = Limits(rpm=100, max_concurrent=1)
     assert (await steady.acquire("warm", limits, 0)).allowed  # the actor exists and answers
-    # Never waits for the answer (not even the first one, as a caller whose actor is up would).
-    hasty = RayLimiter(actor_name, namespace=NAMESPACE, timeout_s=0.0005, startup_timeout_s=0.0005)
+    # Never waits for the answer: a zero timeout times out unless the answer is already there,
+    # and a round trip to another process cannot be (a 0.5 ms timeout was not always enough).
+    hasty = RayLimiter(actor_name, namespace=NAMESPACE, timeout_s=0, startup_timeout_s=0)
     with pytest.raises(LimiterUnavailable):
         await hasty.acquire("k", limits, 0, request_id="chatcmpl-timeout")
     # The acquire still reached the actor; the release sent after the timeout took it back.

@@ -1,0 +1,93 @@
+"""Server CPU by process role: roles from process titles, real /proc readings, the table."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from loadtests.benchmark.compare import compare, markdown
+from loadtests.benchmark.cpu import cpu_by_role, per_thousand_tokens, role_of, snapshot, step_meter
+from loadtests.benchmark.process import start_target, stop_target, target_pids
+
+
+@pytest.mark.parametrize(("title", "leader", "role"), [
+    ("VLLM::EngineCore", False, "engine_core"),
+    ("ray::ServeReplica:default:ModelServer", False, "replica"),
+    ("ray::ProxyActor", False, "proxy"),
+    ("/usr/sbin/haproxy -f /tmp/ray/haproxy.cfg", False, "proxy"),
+    ("ray::ServeController", False, "controller"),
+    ("/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x", False, "ray"),
+    ("python -m vllm.entrypoints.openai.api_server --model m", True, "server"),
+    ("python -m vllm.entrypoints.openai.api_server --model m", False, "other"),
+])
+def test_roles_come_from_process_titles(title: str, leader: bool, role: str) -> None:
+    assert role_of(title, leader=leader) == role
+
+
+BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\ntime.sleep(60)"
+
+
+def test_a_busy_process_is_measured_and_an_idle_one_is_not(tmp_path) -> None:
+    # The leader burns 0.4 s of CPU and then sleeps; its child (left the group) only sleeps.
+    script = ("import subprocess, sys\n"
+              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+              + BURN.format(s=0.4))
+    target = start_target("burn", [sys.executable, "-c", script], {}, tmp_path / "b.log", tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while len(target_pids(target)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = target_pids(target)
+        assert len(pids) == 2  # the child that left the group is still counted
+        meter = step_meter(lambda: target_pids(target), target.pid)
+        finish = meter()  # the leader is burning now
+        time.sleep(1.5)
+        spent = finish()["cpu_s"]
+    finally:
+        stop_target(target, 5)
+    assert 0.1 < spent["server"] <= 0.5
+    assert spent.get("other", 0.0) < 0.05
+
+
+def test_a_process_that_ended_is_dropped_and_a_new_one_counts_whole() -> None:
+    before = {(1, "10"): ("replica", 5.0), (2, "11"): ("proxy", 1.0)}
+    after = {(1, "10"): ("replica", 7.5), (3, "12"): ("proxy", 0.5)}
+    assert cpu_by_role(before, after) == {"replica": 2.5, "proxy": 0.5}
+
+
+def test_snapshot_of_a_gone_process_is_empty() -> None:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    assert snapshot([int(done.stdout)], leader=0) == {}
+
+
+def step(tps: float, cpu: dict[str, float] | None, duration: float = 10.0) -> dict:
+    data = {"label": "c=32", "duration_s": duration, "output_token_throughput": tps,
+            "metrics": {"ttft_ms": {"p50": 1.0, "p99": 2.0}, "itl_ms": {}, "tpot_ms": {}},
+            "goodput": 1.0, "request_throughput": 1.0,
+            "requests": {"failed": 0, "total": 1}, "buffering": {"bursty": 0, "eligible": 1}}
+    if cpu is not None:
+        data["server"] = {"cpu_s": cpu}
+    return data
+
+
+def test_cpu_per_thousand_tokens_and_the_table() -> None:
+    # 100 tok/s for 10 s = 1,000 tokens; 4 s engine + 1 s replica + 0.5 s proxy
+    assert per_thousand_tokens(step(100, {"engine_core": 4.0, "replica": 1.0, "proxy": 0.5})) == {
+        "engine_core": 4000.0, "replica": 1000.0, "proxy": 500.0, "total": 5500.0}
+    assert per_thousand_tokens(step(100, None)) is None
+    assert per_thousand_tokens(step(0, {"engine_core": 1.0})) is None
+    runs = {"vllm": [{"highest_holding": 1, "steps": [step(100, {"engine_core": 4.0, "server": 1.0})]}],
+            "stack": [{"highest_holding": 1, "steps": [step(50, {"engine_core": 3.0, "proxy": 1.0})]},
+                      {"highest_holding": 1, "steps": [step(50, {"engine_core": 5.0, "proxy": 1.0})]}]}
+    table = compare(runs, "vllm")
+    cpu = table["steps"]["c=32"]["stack"]["cpu"]
+    assert cpu["engine_core"]["median"] == pytest.approx(8000.0)  # 4 s median / 500 tokens
+    assert cpu["cores"]["median"] == pytest.approx(0.5)
+    text = markdown(table, title="T", context=[], failures={})
+    assert "| target | engine core | proxy | server | total | cores |" in text
+    assert "| stack | 8000 | 2000 | - | 10000 | 0.50 |" in text
+    assert "| vllm | 4000 | - | 1000 | 5000 | 0.50 |" in text
