@@ -7,9 +7,10 @@ every process of the target: its process group and its recorded descendants), so
 costs nothing on the measured path and needs no agent in the target.
 
 A process's role comes from its title (Ray and vLLM name their processes: ``ray::
-ServeReplica:...``, ``VLLM::EngineCore``): engine core, replica, proxy, controller,
-ray (raylet, GCS, dashboard, agents), server (the target's own top process, e.g. vLLM's
-API server) and other. A process that starts and ends within one step is missed;
+ServeReplica:...``, ``VLLM::EngineCore``, ``VLLM::Worker``): engine worker (forward
+passes), engine core (scheduler), replica, proxy, controller, Ray's raylet, GCS, agents
+(dashboard, metrics, logs) and other Ray processes, server (the target's own top process,
+e.g. vLLM's API server) and other. A process that starts and ends within one step is missed;
 servers keep theirs for the whole run.
 """
 
@@ -24,14 +25,18 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 # (role, substrings of the process title that mean it), first match wins
 ROLES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("engine_core", ("EngineCore",)),
+    ("engine_worker", ("VLLM::Worker",)),  # the model's forward passes
+    ("engine_core", ("EngineCore",)),  # vLLM's scheduler loop
     ("replica", ("ServeReplica",)),
     ("proxy", ("ProxyActor", "haproxy")),
     ("controller", ("ServeController",)),
-    ("ray", ("raylet", "gcs_server", "dashboard", "log_monitor", "monitor.py", "runtime_env",
-             "ray::", "ray/_private", "default_worker.py")),
+    ("raylet", ("raylet",)),
+    ("gcs", ("gcs_server",)),
+    ("ray_agents", ("dashboard", "agent", "log_monitor", "monitor.py", "runtime_env")),
+    ("ray_other", ("ray::", "ray/_private", "default_worker.py")),
 )
-ROLE_ORDER = ("engine_core", "replica", "proxy", "server", "controller", "ray", "other")
+ROLE_ORDER = ("engine_worker", "engine_core", "replica", "proxy", "server", "controller", "raylet",
+              "gcs", "ray_agents", "ray_other", "other")
 
 
 def role_of(title: str, *, leader: bool) -> str:

@@ -15,11 +15,13 @@ from loadtests.benchmark.process import start_target, stop_target, target_pids
 
 @pytest.mark.parametrize(("title", "leader", "role"), [
     ("VLLM::EngineCore", False, "engine_core"),
+    ("VLLM::Worker", False, "engine_worker"),
     ("ray::ServeReplica:default:ModelServer", False, "replica"),
     ("ray::ProxyActor", False, "proxy"),
     ("/usr/sbin/haproxy -f /tmp/ray/haproxy.cfg", False, "proxy"),
     ("ray::ServeController", False, "controller"),
-    ("/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x", False, "ray"),
+    ("/venv/lib/python3.11/site-packages/ray/core/src/ray/raylet/raylet --raylet_socket_name=x", False, "raylet"),
+    ("/venv/lib/python3.11/site-packages/ray/dashboard/agent.py --node-ip-address=x", False, "ray_agents"),
     ("python -m vllm.entrypoints.openai.api_server --model m", True, "server"),
     ("python -m vllm.entrypoints.openai.api_server --model m", False, "other"),
 ])
