@@ -19,6 +19,7 @@ from serving.api.errors import register_error_handlers
 from serving.api.health.api_router import build_router as health_router
 from serving.api.health.readiness import Readiness
 from serving.api.models.api_router import build_router as models_router
+from serving.api.tokenize.api_router import build_router as tokenize_router
 from serving.config.settings import Settings
 from serving.core.extension import BuildContext, Feature, compose
 from serving.core.http import RequestIdMiddleware
@@ -76,6 +77,7 @@ def build_openai_app(
     app.include_router(chat_router(OpenAIServingChat(pipeline), served))
     app.include_router(completion_router(OpenAIServingCompletion(pipeline), served))
     app.include_router(models_router(lambda: [engine.info]))
+    app.include_router(tokenize_router(engine, guard=ctx.route_guard))
     app.include_router(health_router(Readiness(engine)))
     for router in extensions.routers:
         app.include_router(router)

@@ -71,6 +71,11 @@ class EngineSettings(StrictModel):
     tensor_parallel_size: PositiveInt = Field(1, description="GPUs one layer is split over (vLLM workers).")
     pipeline_parallel_size: PositiveInt = Field(1, description="Stages the layers are split into, each TP GPUs.")
     seed: int = 0
+    scheduling_policy: Literal["fcfs", "priority"] = Field(
+        "fcfs",
+        description="Order of waiting requests: fcfs (arrival), or priority (a request's `priority`, "
+        "lower first, then arrival); requests with a priority other than 0 need priority.",
+    )
     multiprocessing: bool = Field(
         True, description="Run the engine core in its own process (overlaps HTTP work with compute)."
     )

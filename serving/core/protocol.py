@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from serving.core.schema_bounds import schema_error
 
 MAX_STOP_SEQUENCES = 4
 # Longest stop sequence: the engine holds back as much output as the longest one, so an
@@ -84,8 +87,79 @@ class StreamOptions(OpenAIRequestModel):
     include_obfuscation: bool | None = None
 
 
+# Bounds of vLLM's structured outputs (``structured_outputs``): the engine compiles each
+# into a grammar per request, before any token is sampled.
+MAX_PATTERN_CHARS = 4096  # a regex
+MAX_GRAMMAR_CHARS = 64 * 1024  # an EBNF / Lark grammar
+MAX_CHOICES = 256
+MAX_CHOICE_CHARS = 1024
+# vLLM's ``request_id``: echoed in logs and the x-request-id header, so printable and short.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/@+=-]{1,128}$")
+
+
+class StructuredOutputs(OpenAIRequestModel):
+    """vLLM's ``structured_outputs``: constrain the output to one of these (exactly one).
+
+    ``json``: a JSON schema (an object, or its JSON text); ``regex``; ``choice``: one of
+    these strings; ``grammar``: an EBNF grammar (xgrammar's dialect, as vLLM); ``json_object``.
+    """
+
+    json_: dict[str, Any] | str | None = Field(None, alias="json")
+    regex: str | None = Field(None, min_length=1, max_length=MAX_PATTERN_CHARS)
+    choice: list[str] | None = Field(None, min_length=1, max_length=MAX_CHOICES)
+    grammar: str | None = Field(None, min_length=1, max_length=MAX_GRAMMAR_CHARS)
+    json_object: bool | None = None
+
+    @field_validator("choice")
+    @classmethod
+    def _choices(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and any(not c or len(c) > MAX_CHOICE_CHARS for c in value):
+            raise ValueError(f"every choice must be 1 to {MAX_CHOICE_CHARS} characters long")
+        return value
+
+    @field_validator("json_")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | str | None) -> dict[str, Any] | None:
+        if isinstance(value, str):
+            if len(value) > MAX_GRAMMAR_CHARS:
+                raise ValueError(f"the schema is longer than {MAX_GRAMMAR_CHARS} characters")
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"the schema is not valid JSON: {exc}") from None
+            if not isinstance(value, dict):
+                raise ValueError("the schema must be a JSON object")
+        if value is not None:
+            reason = schema_error(value)
+            if reason is not None:
+                raise ValueError(reason)
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "StructuredOutputs":
+        given = [name for name in ("json_", "regex", "choice", "grammar") if getattr(self, name) is not None]
+        if self.json_object:
+            given.append("json_object")
+        if len(given) != 1:
+            raise ValueError("set exactly one of json, regex, choice, grammar or json_object")
+        return self
+
+    def kind(self) -> tuple[str, Any]:
+        """(which constraint, its value): ``("json", schema)``, ``("regex", pattern)``, ..."""
+        if self.json_ is not None:
+            return "json", self.json_
+        for name in ("regex", "choice", "grammar"):
+            if getattr(self, name) is not None:
+                return name, getattr(self, name)
+        return "json_object", True
+
+
 class SamplingFields(OpenAIRequestBody):
-    """Parameters shared by chat and completions requests."""
+    """Parameters shared by chat and completions requests.
+
+    OpenAI's, then vLLM's extension parameters (as vLLM's own server accepts them; see the
+    README's API table).
+    """
 
     model: str = Field(min_length=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
@@ -98,6 +172,26 @@ class SamplingFields(OpenAIRequestBody):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
+    # vLLM's extensions
+    top_k: int | None = Field(None, ge=-1, description="0 or -1: off")
+    min_p: float | None = Field(None, ge=0.0, le=1.0)
+    repetition_penalty: float | None = Field(None, gt=0.0, le=10.0)
+    length_penalty: float = Field(1.0, description="beam search only (vLLM): no effect here, as on vLLM without beam search")
+    ignore_eos: bool = False
+    min_tokens: int = Field(0, ge=0)
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
+    structured_outputs: StructuredOutputs | None = None
+    priority: int = Field(0, ge=-(2**31), le=2**31 - 1)
+    request_id: str | None = None
+
+    @field_validator("request_id")
+    @classmethod
+    def _request_id(cls, value: str | None) -> str | None:
+        if value is not None and not _REQUEST_ID.match(value):
+            raise ValueError("request_id must be 1 to 128 letters, digits or ._:/@+=-")
+        return value
 
     @field_validator("stop")
     @classmethod
@@ -165,6 +259,7 @@ KNOWN_UNSUPPORTED_PARAMETERS = frozenset(
         "functions",
         "function_call",
         "logit_bias",
+        "use_beam_search",
         "audio",
         "modalities",
         "prediction",

@@ -1,7 +1,8 @@
 """A deterministic engine for fast unit tests at the engine seam (never the real-path proof).
 
-It "tokenizes" on whitespace, answers with a fixed script of words, honours
-max_tokens, stop strings, n, logprobs and the context window, and can be told to
+It "tokenizes" on whitespace, answers with a fixed script of words (its end is the
+end of sequence), honours max_tokens, stop strings, n, logprobs, ignore_eos, min_tokens
+and the context window, and can be told to
 fail or stall, so every branch of the HTTP layer can be driven without vLLM.
 """
 
@@ -16,6 +17,7 @@ from typing import AsyncIterator
 
 from serving.engine.protocol import (
     ChoiceDelta,
+    Detokenized,
     EngineLoad,
     GenerateOutput,
     GenerateRequest,
@@ -25,7 +27,7 @@ from serving.engine.protocol import (
     TopLogprob,
 )
 from serving.engine.special_tokens import check_messages
-from serving.errors import ContextLengthExceededError, EngineError, ServiceUnavailableError
+from serving.errors import ContextLengthExceededError, EngineError, InvalidRequestError, ServiceUnavailableError
 
 
 _START, _END = 1, 2  # the per-message markers of the fake chat template
@@ -60,6 +62,7 @@ class FakeEngine:
     started: bool = False
     requests: list[GenerateRequest] = field(default_factory=list)  # every generate() call, in order
     tokenize_calls: int = 0  # tokenizations: tokenize() calls, and generate() without prompt_token_ids
+    _words: dict[int, str] = field(default_factory=dict, repr=False)  # the ids of prompt words seen
 
     @property
     def info(self) -> ModelInfo:
@@ -82,7 +85,9 @@ class FakeEngine:
         helper: not counted in ``tokenize_calls``.
         """
         if request.prompt is not None:
-            return tuple(_word_id(w) for w in request.prompt.split())
+            words = request.prompt.split()
+            self._words.update((_word_id(w), w) for w in words)
+            return tuple(_word_id(w) for w in words)
         check_messages(request.messages or (), self.config.special_tokens)
         ids: list[int] = []
         for m in request.messages or ():
@@ -102,6 +107,16 @@ class FakeEngine:
         if request.prompt_token_ids is not None:
             return len(request.prompt_token_ids)
         return len(await self.tokenize(request))
+
+    async def detokenize(self, token_ids: tuple[int, ...]) -> Detokenized:
+        """Words this engine has tokenized (ids it never made are outside its vocabulary)."""
+        await asyncio.sleep(0)
+        words = []
+        for token_id in token_ids:
+            if token_id not in self._words:
+                raise InvalidRequestError(f"token id {token_id} is not in the model's vocabulary", param="tokens")
+            words.append(self._words[token_id])
+        return Detokenized(text=" ".join(words), tokens=tuple(words))
 
     def _prompt_ids(self, request: GenerateRequest) -> tuple[int, ...]:
         """What generate feeds: the request's ids (checked against its text: stale ids carried
@@ -165,8 +180,12 @@ class FakeEngine:
     def _advance(
         self, index: int, state: dict, script: list[str], limit: int, request: GenerateRequest
     ) -> ChoiceDelta:
-        token = script[state["emitted"] % len(script)] if state["emitted"] < len(script) else ""
+        sampling = request.sampling
+        # The script's end is the fake's end of sequence: ignore_eos and min_tokens go on past it.
+        past_eos_ok = sampling.ignore_eos or state["emitted"] < sampling.min_tokens
+        token = script[state["emitted"] % len(script)] if state["emitted"] < len(script) or past_eos_ok else ""
         state["emitted"] += 1
+        eos = state["emitted"] >= len(script) and not (sampling.ignore_eos or state["emitted"] < sampling.min_tokens)
         finish = None
         text = token
         for stop in request.sampling.stop:
@@ -177,7 +196,7 @@ class FakeEngine:
                 break
         state["text"] += text
         if finish is None:
-            if state["emitted"] >= len(script):
+            if eos:
                 finish = "stop"
             elif state["emitted"] >= limit:
                 finish = "length"

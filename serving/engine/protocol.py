@@ -7,7 +7,7 @@ Only ``serving.engine.vllm_engine`` imports vLLM. Engines raise errors from
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Literal, Protocol, runtime_checkable
+from typing import Any, AsyncIterator, Literal, Mapping, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "content_filter", "abort"]
 
@@ -31,6 +31,14 @@ class SamplingOptions:
     logprobs: int | None = None  # None: off; k >= 0: sampled token plus k alternatives
     json_schema: dict[str, Any] | None = None
     json_object: bool = False
+    regex: str | None = None  # structured outputs: at most one of json_schema .. grammar
+    choice: tuple[str, ...] | None = None
+    grammar: str | None = None
+    ignore_eos: bool = False
+    min_tokens: int = 0
+    skip_special_tokens: bool = True
+    spaces_between_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
 
     def output_tokens(self, room: int) -> int:
         """Output tokens to generate with ``room`` left in the context (max_tokens already checked)."""
@@ -54,6 +62,15 @@ class SamplingDefaults:
 
 
 @dataclass(frozen=True)
+class ChatTemplateOptions:
+    """How the chat template renders the messages (vLLM's chat extensions)."""
+
+    add_generation_prompt: bool = True  # end with the assistant's turn opening
+    continue_final_message: bool = False  # leave the last (assistant) message open instead
+    kwargs: Mapping[str, Any] = field(default_factory=dict)  # extra template variables
+
+
+@dataclass(frozen=True)
 class GenerateRequest:
     """One generation: a raw prompt (completions) or chat messages (chat).
 
@@ -71,6 +88,8 @@ class GenerateRequest:
     prompt: str | None = None
     messages: tuple[dict[str, str], ...] | None = None
     prompt_token_ids: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
+    chat_template: ChatTemplateOptions = field(default_factory=ChatTemplateOptions)
+    priority: int = 0  # lower first, with the engine's priority scheduling (else only 0)
 
     def __post_init__(self) -> None:
         if (self.prompt is None) == (self.messages is None):
@@ -116,6 +135,14 @@ class GenerateOutput:
     # Wall-clock seconds the request waited in the engine before its first step,
     # when the engine knows it (first output only).
     queue_time_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Detokenized:
+    """Token ids as text: all of them decoded together, and each one's own token string."""
+
+    text: str
+    tokens: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -179,6 +206,13 @@ class Engine(Protocol):
     async def count_prompt_tokens(self, request: GenerateRequest) -> int:
         """Tokens the prompt (or rendered chat) of ``request`` takes: its
         ``prompt_token_ids`` when set, else the length of ``tokenize``."""
+        ...
+
+    async def detokenize(self, token_ids: tuple[int, ...]) -> Detokenized:
+        """The text of ``token_ids`` and each id's token string, off the event loop.
+
+        Raises InvalidRequestError for an id outside the vocabulary, ServiceUnavailableError.
+        """
         ...
 
     async def abort(self, request_id: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any, AsyncIterator
 from serving.config.settings import EngineSettings, GenerationDefaults
 from serving.engine.protocol import (
     ChoiceDelta,
+    Detokenized,
     EngineLoad,
     GenerateOutput,
     GenerateRequest,
@@ -68,6 +69,7 @@ def engine_args(model_path: Path, served_name: str, settings: EngineSettings) ->
         tensor_parallel_size=settings.tensor_parallel_size,
         pipeline_parallel_size=settings.pipeline_parallel_size,
         seed=settings.seed,
+        scheduling_policy=settings.scheduling_policy,
         disable_log_stats=False,
         enable_log_requests=False,
         generation_config="auto",
@@ -279,8 +281,13 @@ class VLLMEngine:
             check_messages(request.messages, self._special_token_strings())
         try:
             if request.messages is not None:
+                template = request.chat_template
                 text = self._tokenizer.apply_chat_template(
-                    [dict(m) for m in request.messages], add_generation_prompt=True, tokenize=False
+                    [dict(m) for m in request.messages],
+                    add_generation_prompt=template.add_generation_prompt,
+                    continue_final_message=template.continue_final_message,
+                    tokenize=False,
+                    **template.kwargs,
                 )
             else:
                 text = request.prompt or ""
@@ -292,6 +299,25 @@ class VLLMEngine:
             if len(detail) > _MAX_DETAIL_CHARS:
                 detail = detail[:_MAX_DETAIL_CHARS] + "…"
             raise InvalidRequestError(f"The {param} could not be tokenized: {detail}", param=param) from exc
+
+    async def detokenize(self, token_ids: tuple[int, ...]) -> Detokenized:
+        """The text of ``token_ids`` and their token strings, on the tokenizer thread."""
+        if self._tokenizer is None:
+            raise ServiceUnavailableError("engine not started")
+        vocabulary = len(self._tokenizer)
+        bad = next((i for i in token_ids if not 0 <= i < vocabulary), None)
+        if bad is not None:
+            raise InvalidRequestError(
+                f"token id {bad} is not in the model's vocabulary (0 to {vocabulary - 1})", param="tokens"
+            )
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._tokenizer_pool, self._decode, list(token_ids))
+
+    def _decode(self, token_ids: list[int]) -> Detokenized:
+        tokenizer = self._tokenizer
+        return Detokenized(
+            text=tokenizer.decode(token_ids), tokens=tuple(tokenizer.convert_ids_to_tokens(token_ids))
+        )
 
     def _special_token_strings(self) -> tuple[str, ...]:
         """The current tokenizer's special-token texts (computed once per tokenizer)."""
@@ -330,9 +356,16 @@ class VLLMEngine:
         ids = list(carried if carried is not None else await self.tokenize(request))
         max_tokens = self._check_length(request, len(ids))
         params = self._sampling_params(request.sampling, max_tokens)
+        if request.priority and self._settings.scheduling_policy != "priority":
+            raise InvalidRequestError(
+                "priority needs the engine's priority scheduling (model.engine.scheduling_policy: priority)",
+                param="priority",
+            )
         prompt_tokens = len(ids)
         first = True
-        stream = engine.generate(TokensPrompt(prompt_token_ids=ids), params, request.request_id)
+        stream = engine.generate(
+            TokensPrompt(prompt_token_ids=ids), params, request.request_id, priority=request.priority
+        )
         try:
             async for out in _translated(stream, self._engine_died):
                 yield GenerateOutput(
@@ -353,6 +386,12 @@ class VLLMEngine:
             structured = StructuredOutputsParams(json=sampling.json_schema)
         elif sampling.json_object:
             structured = StructuredOutputsParams(json_object=True)
+        elif sampling.regex is not None:
+            structured = StructuredOutputsParams(regex=sampling.regex)
+        elif sampling.choice is not None:
+            structured = StructuredOutputsParams(choice=list(sampling.choice))
+        elif sampling.grammar is not None:
+            structured = StructuredOutputsParams(grammar=sampling.grammar)
         try:
             return SamplingParams(
                 n=sampling.n,
@@ -368,6 +407,11 @@ class VLLMEngine:
                 max_tokens=max_tokens,
                 logprobs=sampling.logprobs,
                 structured_outputs=structured,
+                ignore_eos=sampling.ignore_eos,
+                min_tokens=min(sampling.min_tokens, max_tokens),
+                skip_special_tokens=sampling.skip_special_tokens,
+                spaces_between_special_tokens=sampling.spaces_between_special_tokens,
+                include_stop_str_in_output=sampling.include_stop_str_in_output,
                 output_kind=RequestOutputKind.DELTA,
             )
         except VLLMClientError as exc:  # e.g. "n must be 1 when using greedy sampling"

@@ -14,7 +14,7 @@ from ray import serve
 
 from serving.api.app import build_openai_app
 from serving.config.settings import Settings
-from serving.engine.protocol import GenerateOutput, GenerateRequest, ModelInfo
+from serving.engine.protocol import Detokenized, GenerateOutput, GenerateRequest, ModelInfo
 from serving.gateway.extension import build_admission
 from serving.ray_serve.bootstrap import start_engine, start_replica_logging, stop_replica
 from serving.ray_serve.handle_engine import HandleEngine, serve_replicas_running
@@ -84,6 +84,9 @@ class ModelDeployment(_EngineOwner):
 
     async def count_prompt_tokens(self, request: GenerateRequest) -> int:
         return await self.engine.count_prompt_tokens(request)
+
+    async def detokenize(self, token_ids: tuple[int, ...]) -> Detokenized:
+        return await self.engine.detokenize(token_ids)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[GenerateOutput]:
         self.admission.admit(request.request_id)  # OverloadedError -> 429 at the ingress

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any, AsyncIterator, Awaitable, Callable
 
-from serving.engine.protocol import EngineLoad, GenerateOutput, GenerateRequest, ModelInfo
+from serving.engine.protocol import Detokenized, EngineLoad, GenerateOutput, GenerateRequest, ModelInfo
 from serving.errors import OverloadedError, ServiceUnavailableError, ServingError
 
 logger = logging.getLogger(__name__)
@@ -159,6 +159,18 @@ class HandleEngine:
         response = self._handle.tokenize.remote(request)
         try:
             return tuple(await self._answer(_resolved(response)))
+        except Exception as exc:
+            response.cancel()
+            translated = _translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+
+    async def detokenize(self, token_ids: tuple[int, ...]) -> Detokenized:
+        """Text and token strings from the model replica's tokenizer."""
+        response = self._handle.detokenize.remote(tuple(token_ids))
+        try:
+            return await self._answer(_resolved(response))
         except Exception as exc:
             response.cancel()
             translated = _translate(exc)

@@ -15,35 +15,42 @@ from serving.core.protocol import (
     SamplingFields,
     Usage,
 )
+from serving.core.schema_bounds import schema_error
 
 MAX_TOP_LOGPROBS = 20
-# Bounds of ``response_format.json_schema.schema``: the engine compiles it into a grammar
-# per request, so an unbounded one costs memory and time before any token is sampled.
-MAX_SCHEMA_BYTES = 64 * 1024  # serialized as compact JSON, UTF-8
-MAX_SCHEMA_DEPTH = 32  # nested objects and arrays, the schema object itself counted
+MAX_TEMPLATE_KWARGS = 16
+MAX_TEMPLATE_KWARGS_BYTES = 4096
+# Arguments of the tokenizer's apply_chat_template that requests set otherwise (or never).
+RESERVED_TEMPLATE_KWARGS = frozenset({
+    "conversation", "messages", "tools", "documents", "chat_template", "add_generation_prompt",
+    "continue_final_message", "tokenize", "padding", "truncation", "max_length", "return_tensors",
+    "return_dict", "return_assistant_tokens_mask", "tokenizer_kwargs",
+})
 
 
-def _nesting_depth(value: Any, limit: int) -> int:
-    """How deep ``value``'s objects and arrays nest (iterative; stops counting past ``limit``)."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, (dict, list)):
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                return deepest
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return deepest
+def check_template_kwargs(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``chat_template_kwargs`` unchanged, or a ValueError: few, named like template variables,
+    none of the template call's own arguments, small."""
+    if value is None:
+        return value
+    if len(value) > MAX_TEMPLATE_KWARGS:
+        raise ValueError(f"at most {MAX_TEMPLATE_KWARGS} chat_template_kwargs are allowed")
+    for key in value:
+        if not key.isidentifier():
+            raise ValueError(f"chat_template_kwargs key {key[:64]!r} is not a template variable name")
+        if key in RESERVED_TEMPLATE_KWARGS:
+            raise ValueError(f"chat_template_kwargs must not set {key!r} (a parameter of its own)")
+    if len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_TEMPLATE_KWARGS_BYTES:
+        raise ValueError(f"chat_template_kwargs may be at most {MAX_TEMPLATE_KWARGS_BYTES} bytes as JSON")
+    return value
 
 
-def _schema_error(value: Any) -> str | None:
-    """Why a decoded ``json_schema.schema`` is too big to accept, or None."""
-    if _nesting_depth(value, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH:
-        return f"the schema nests objects and arrays deeper than {MAX_SCHEMA_DEPTH} levels"
-    size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
-    if size > MAX_SCHEMA_BYTES:
-        return f"the schema is {size} bytes as JSON; at most {MAX_SCHEMA_BYTES} are allowed"
-    return None
+def check_template_options(messages: list["ChatMessage"], add_generation_prompt: bool, continue_final_message: bool) -> None:
+    """A ValueError unless the template options fit together and the messages (vLLM's rules)."""
+    if add_generation_prompt and continue_final_message:
+        raise ValueError("continue_final_message needs add_generation_prompt set to false")
+    if continue_final_message and messages[-1].role != "assistant":
+        raise ValueError("continue_final_message needs the last message to be the assistant's")
 
 
 class TextContentPart(OpenAIRequestModel):
@@ -109,6 +116,15 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
+    # vLLM's chat extensions
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    chat_template_kwargs: dict[str, Any] | None = None
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _template_kwargs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return check_template_kwargs(value)
 
     @field_validator("response_format", mode="before")
     @classmethod
@@ -120,7 +136,7 @@ class ChatCompletionRequest(SamplingFields):
         container = value.get("json_schema")
         if not isinstance(container, dict) or "schema" not in container:
             return value
-        reason = _schema_error(container["schema"])
+        reason = schema_error(container["schema"])
         if reason is None:
             return value
         error = PydanticCustomError("schema_too_large", reason)
@@ -131,6 +147,12 @@ class ChatCompletionRequest(SamplingFields):
     def _consistent(self) -> "ChatCompletionRequest":
         if self.top_logprobs is not None and not self.logprobs:
             raise ValueError("top_logprobs requires logprobs to be true")
+        check_template_options(self.messages, self.add_generation_prompt, self.continue_final_message)
+        if self.response_format is not None and self.structured_outputs is not None:
+            raise ValueError("send response_format or structured_outputs, not both")
+        limit = self.output_limit()
+        if limit is not None and self.min_tokens > limit:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({limit})")
         return self
 
     def output_limit(self) -> int | None:

@@ -18,9 +18,9 @@ from serving.api.chat_completion.protocol import (
 )
 from serving.core.pipeline import Generation, GenerationPipeline
 from serving.core.protocol import now, usage
-from serving.api.common.sampling import include_usage, sampling_options
+from serving.api.common.sampling import include_usage, note_client_request_id, sampling_options
 from serving.core.sse import DONE, sse_error, sse_event
-from serving.engine.protocol import GenerateRequest, SamplingDefaults, TokenLogprob
+from serving.engine.protocol import ChatTemplateOptions, GenerateRequest, SamplingDefaults, TokenLogprob
 from serving.errors import ServingError
 from serving.core.context import RequestContext
 
@@ -51,7 +51,14 @@ def to_generate_request(
         json_object=json_object,
     )
     messages = tuple(m.for_template() for m in body.messages)
-    return GenerateRequest(request_id=request_id, sampling=sampling, messages=messages)
+    template = ChatTemplateOptions(
+        add_generation_prompt=body.add_generation_prompt,
+        continue_final_message=body.continue_final_message,
+        kwargs=dict(body.chat_template_kwargs or {}),
+    )
+    return GenerateRequest(
+        request_id=request_id, sampling=sampling, messages=messages, chat_template=template, priority=body.priority
+    )
 
 
 def logprob_entries(logprobs: list[TokenLogprob] | None) -> list[TokenLogprobEntry]:
@@ -81,6 +88,7 @@ class OpenAIServingChat:
     ) -> ChatCompletionResponse | AsyncIterator[str]:
         """A whole response, or (``stream=True``) an iterator of SSE events."""
         defaults = self.pipeline.engine.info.sampling_defaults
+        note_client_request_id(body, ctx)
         generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id, defaults))
         if body.stream:
             return self._stream(body, ctx, generation)

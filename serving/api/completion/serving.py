@@ -6,7 +6,7 @@ from typing import AsyncIterator
 
 from serving.core.pipeline import Generation, GenerationPipeline
 from serving.core.protocol import now, usage
-from serving.api.common.sampling import include_usage, sampling_options
+from serving.api.common.sampling import include_usage, note_client_request_id, sampling_options
 from serving.core.sse import DONE, sse_error, sse_event
 from serving.api.completion.protocol import (
     CompletionChoice,
@@ -30,7 +30,7 @@ def to_generate_request(
     if body.echo and body.logprobs is not None:
         raise InvalidRequestError("echo together with logprobs is not supported", param="echo")
     sampling = sampling_options(body, defaults=defaults, max_tokens=body.max_tokens, logprobs=body.logprobs)
-    return GenerateRequest(request_id=request_id, sampling=sampling, prompt=body.prompt_text())
+    return GenerateRequest(request_id=request_id, sampling=sampling, prompt=body.prompt_text(), priority=body.priority)
 
 
 class _LogprobsBuilder:
@@ -64,6 +64,7 @@ class OpenAIServingCompletion:
     ) -> CompletionResponse | AsyncIterator[str]:
         """A whole response, or (``stream=True``) an iterator of SSE events."""
         defaults = self.pipeline.engine.info.sampling_defaults
+        note_client_request_id(body, ctx)
         generation = await self.pipeline.start(ctx, lambda: to_generate_request(body, ctx.response_id, defaults))
         if body.stream:
             return self._stream(body, ctx, generation)

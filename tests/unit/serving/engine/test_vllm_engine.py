@@ -168,9 +168,11 @@ class _StubAsyncLLM:
 
     def __init__(self) -> None:
         self.prompts: list[dict] = []
+        self.priorities: list[int] = []
 
-    def generate(self, prompt, params, request_id):
+    def generate(self, prompt, params, request_id, priority=0):  # AsyncLLM.generate's signature
         self.prompts.append(prompt)
+        self.priorities.append(priority)
 
         async def stream():
             output = SimpleNamespace(index=0, text="ok", token_ids=[7], finish_reason="stop", logprobs=None)
