@@ -19,6 +19,8 @@ from loadtests.benchmark.cpu import ROLE_ORDER, per_thousand_tokens
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("ttft_p50", "TTFT p50 ms", "latency"),
     ("ttft_p99", "TTFT p99 ms", "latency"),
+    ("ttft_first_p50", "TTFT p50 first wave ms", "latency"),
+    ("ttft_joined_p50", "TTFT p50 joined ms", "latency"),
     ("itl_p50", "ITL p50 ms", "latency"),
     ("itl_p99", "ITL p99 ms", "latency"),
     ("tpot_p50", "TPOT p50 ms", "latency"),
@@ -37,6 +39,7 @@ def step_numbers(step: dict[str, Any]) -> dict[str, float | None]:
 
     return {
         "ttft_p50": pct("ttft_ms", "p50"), "ttft_p99": pct("ttft_ms", "p99"),
+        "ttft_first_p50": pct("ttft_first_wave_ms", "p50"), "ttft_joined_p50": pct("ttft_joined_ms", "p50"),
         "itl_p50": pct("itl_ms", "p50"), "itl_p99": pct("itl_ms", "p99"),
         "tpot_p50": pct("tpot_ms", "p50"),
         "output_tps": step["output_token_throughput"], "goodput": step["goodput"],

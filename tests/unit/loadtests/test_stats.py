@@ -200,3 +200,19 @@ def test_highest_holding_stops_at_the_first_failure() -> None:
     assert highest_holding(steps(True, True, True)) == 4.0
     assert highest_holding(steps(False, True)) is None
     assert highest_holding(list(reversed(steps(True, False)))) == 1.0
+
+
+def test_ttft_of_the_first_wave_and_of_requests_that_joined_later() -> None:
+    from loadtests.shapes import StepOutcome, StepPlan
+
+    def at(user: int, start: float, ttft: float) -> RequestResult:
+        return RequestResult("c=2", user, 0, start, end=start + ttft + 0.1, status=200,
+                             first_token=start + ttft, chunk_times=[start + ttft], output_tokens=1)
+
+    # Two users start together (slow shared prefill), then each sends again (fast joins).
+    results = [at(1, 5.0, 0.2), at(0, 0.0, 2.0), at(1, 0.0, 2.2), at(0, 4.0, 0.3), at(0, 7.0, 0.1)]
+    plan = StepPlan(label="c=2", mode="concurrency", value=2, max_requests=5, duration_s=30)
+    data = step_stats(StepOutcome(plan, results, 0.0, 7.0, 8.0), SLOConfig()).data["metrics"]
+    assert data["ttft_first_wave_ms"]["count"] == 2 and data["ttft_first_wave_ms"]["p50"] == pytest.approx(2100)
+    assert data["ttft_joined_ms"]["count"] == 3 and data["ttft_joined_ms"]["p50"] == pytest.approx(200)
+    assert data["ttft_ms"]["count"] == 5
