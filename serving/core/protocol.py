@@ -63,6 +63,12 @@ def reject_lone_surrogates(value: Any) -> Any:
     raise ValidationError.from_exception_data("invalid_unicode", [InitErrorDetails(type=error, loc=path, input=text)])
 
 
+def field_error(field: str, message: str) -> ValidationError:
+    """A validation error of a whole-body rule, placed at ``field`` (the 400's ``param``)."""
+    error = PydanticCustomError("invalid_value", message)
+    return ValidationError.from_exception_data("invalid_value", [InitErrorDetails(type=error, loc=(field,), input=None)])
+
+
 class OpenAIRequestBody(OpenAIRequestModel):
     """Base of a route's whole request body: every string in it must be valid Unicode."""
 

@@ -14,6 +14,7 @@ from serving.core.protocol import (
     OpenAIResponseModel,
     SamplingFields,
     Usage,
+    field_error,
 )
 from serving.core.schema_bounds import schema_error
 
@@ -46,11 +47,11 @@ def check_template_kwargs(value: dict[str, Any] | None) -> dict[str, Any] | None
 
 
 def check_template_options(messages: list["ChatMessage"], add_generation_prompt: bool, continue_final_message: bool) -> None:
-    """A ValueError unless the template options fit together and the messages (vLLM's rules)."""
+    """A validation error unless the template options fit together and the messages (vLLM's rules)."""
     if add_generation_prompt and continue_final_message:
-        raise ValueError("continue_final_message needs add_generation_prompt set to false")
+        raise field_error("continue_final_message", "continue_final_message needs add_generation_prompt set to false")
     if continue_final_message and messages[-1].role != "assistant":
-        raise ValueError("continue_final_message needs the last message to be the assistant's")
+        raise field_error("continue_final_message", "continue_final_message needs the last message to be the assistant's")
 
 
 class TextContentPart(OpenAIRequestModel):
@@ -146,13 +147,13 @@ class ChatCompletionRequest(SamplingFields):
     @model_validator(mode="after")
     def _consistent(self) -> "ChatCompletionRequest":
         if self.top_logprobs is not None and not self.logprobs:
-            raise ValueError("top_logprobs requires logprobs to be true")
+            raise field_error("top_logprobs", "top_logprobs requires logprobs to be true")
         check_template_options(self.messages, self.add_generation_prompt, self.continue_final_message)
         if self.response_format is not None and self.structured_outputs is not None:
-            raise ValueError("send response_format or structured_outputs, not both")
+            raise field_error("structured_outputs", "send response_format or structured_outputs, not both")
         limit = self.output_limit()
         if limit is not None and self.min_tokens > limit:
-            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({limit})")
+            raise field_error("min_tokens", f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({limit})")
         return self
 
     def output_limit(self) -> int | None:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from serving.core.protocol import FinishReason, OpenAIResponseModel, SamplingFields, Usage
+from serving.core.protocol import FinishReason, OpenAIResponseModel, SamplingFields, Usage, field_error
 
 MAX_COMPLETION_LOGPROBS = 5
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
@@ -24,7 +24,7 @@ class CompletionRequest(SamplingFields):
     @model_validator(mode="after")
     def _consistent(self) -> "CompletionRequest":
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
-            raise ValueError(f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})")
+            raise field_error("min_tokens", f"min_tokens ({self.min_tokens}) must not exceed max_tokens ({self.max_tokens})")
         return self
 
     @field_validator("prompt")

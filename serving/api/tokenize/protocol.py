@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from serving.api.chat_completion.protocol import ChatMessage, check_template_kwargs, check_template_options
-from serving.core.protocol import OpenAIRequestBody, OpenAIResponseModel
+from serving.core.protocol import OpenAIRequestBody, OpenAIResponseModel, field_error
 
 MAX_DETOKENIZE_TOKENS = 1_000_000
 
@@ -37,7 +37,7 @@ class TokenizeRequest(OpenAIRequestBody):
     @model_validator(mode="after")
     def _one_input(self) -> "TokenizeRequest":
         if (self.prompt is None) == (self.messages is None):
-            raise ValueError("send exactly one of prompt or messages")
+            raise field_error("prompt", "send exactly one of prompt or messages")
         if self.messages is not None:
             check_template_options(self.messages, self.add_generation_prompt, self.continue_final_message)
         return self

@@ -29,28 +29,38 @@ def test_roles_come_from_process_titles(title: str, leader: bool, role: str) -> 
     assert role_of(title, leader=leader) == role
 
 
-BURN = "import time\nend = time.process_time() + {s}\nwhile time.process_time() < end: pass\ntime.sleep(60)"
+BURN = """
+import os, subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+while not os.path.exists(sys.argv[1] + "/go"):  # burn only once the meter runs
+    time.sleep(0.01)
+end = time.process_time() + 0.4
+while time.process_time() < end:
+    pass
+open(sys.argv[1] + "/done", "w").close()
+time.sleep(60)
+"""
+
+
+def wait_for(check, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 def test_a_busy_process_is_measured_and_an_idle_one_is_not(tmp_path) -> None:
-    # The leader burns 0.4 s of CPU and then sleeps; its child (left the group) only sleeps.
-    script = ("import subprocess, sys\n"
-              "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
-              + BURN.format(s=0.4))
-    target = start_target("burn", [sys.executable, "-c", script], {}, tmp_path / "b.log", tmp_path)
+    # The leader burns 0.4 s of CPU while the meter runs; its child (it left the group) only sleeps.
+    target = start_target("burn", [sys.executable, "-c", BURN, str(tmp_path)], {}, tmp_path / "b.log", tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while len(target_pids(target)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pids = target_pids(target)
-        assert len(pids) == 2  # the child that left the group is still counted
-        meter = step_meter(lambda: target_pids(target), target.pid)
-        finish = meter()  # the leader is burning now
-        time.sleep(1.5)
+        wait_for(lambda: len(target_pids(target)) == 2)  # the child that left the group is counted
+        finish = step_meter(lambda: target_pids(target), target.pid)()
+        (tmp_path / "go").touch()
+        wait_for(lambda: (tmp_path / "done").exists())
         spent = finish()["cpu_s"]
     finally:
         stop_target(target, 5)
-    assert 0.1 < spent["server"] <= 0.5
+    assert 0.35 <= spent["server"] <= 0.8
     assert spent.get("other", 0.0) < 0.05
 
 

@@ -146,7 +146,7 @@ async def test_stream_hook_can_end_a_stream_with_content_filter() -> None:
         ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "tools": []}, "tools", "unsupported_parameter"),
         ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "wat": 1}, "wat", None),
         ({"model": MODEL}, "messages", None),
-        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, None, "invalid_value"),
+        ({"model": MODEL, "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}, "top_logprobs", "invalid_value"),
         ({"model": MODEL, "prompt": "x"}, "messages", None),
     ],
 )

@@ -47,7 +47,8 @@ async def test_tokenize_and_detokenize_refuse_what_they_cannot_do() -> None:
         not_ints = await client.post("/detokenize", json={"tokens": ["a"]})
         extra = await client.post("/detokenize", json={"tokens": [], "surprise": 1})
     for r in (neither, both):
-        assert r.status_code == 400 and "exactly one of prompt or messages" in r.json()["error"]["message"]
+        assert r.status_code == 400 and "send exactly one of prompt or messages" in r.json()["error"]["message"]
+        assert r.json()["error"]["param"] == "prompt"
     assert other_model.status_code == 404 and other_model.json()["error"]["param"] == "model"
     assert unknown_id.status_code == 400 and unknown_id.json()["error"]["param"] == "tokens"
     assert not_ints.status_code == 400 and extra.status_code == 400
