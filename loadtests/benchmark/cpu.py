@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from loadtests.benchmark.process import stat_fields
+
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 # (role, substrings of the process title that mean it), first match wins
@@ -49,15 +51,16 @@ def role_of(title: str, *, leader: bool) -> str:
 
 def _proc_cpu(pid: int) -> tuple[str, float, str] | None:
     """(title, user+system CPU seconds, start time) of a live process, None when it is gone."""
+    fields = stat_fields(pid)
+    if fields is None:
+        return None
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        if not title:  # a zombie has no command line left, only its name
+            title = Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return None
-    comm = stat[stat.find("(") + 1:stat.rfind(")")]
-    fields = stat.rsplit(")", 1)[1].split()
     ticks = int(fields[11]) + int(fields[12])  # utime, stime
-    title = raw.replace(b"\0", b" ").decode(errors="replace").strip() or comm
     return title, ticks / TICKS_PER_S, fields[19]
 
 

@@ -143,18 +143,10 @@ def stop_target(target: TargetProcess, timeout_s: float = 60.0) -> int | None:
 
 def target_pids(target: TargetProcess) -> list[int]:
     """The target's live processes: its process group and every descendant seen so far."""
-    _remember_descendants(target)
-    pids = {target.pid}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == target.pid:
-            pids.add(int(entry.name))
-    pids.update(pid for pid, start in target.known.items() if _start_time(pid) == start)
+    procs = _processes()
+    _remember_descendants(target, procs)
+    pids = {target.pid} | {pid for pid, fields in procs.items() if int(fields[2]) == target.pid}
+    pids.update(pid for pid, start in target.known.items() if pid in procs and procs[pid][19] == start)
     return sorted(pids)
 
 
@@ -191,16 +183,7 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """True while a process of the group is alive (zombies waiting to be reaped are not)."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    return any(int(fields[2]) == pgid and fields[0] != "Z" for fields in _processes().values())
 
 
 def _wait_group(pgid: int, timeout_s: float) -> None:
@@ -209,35 +192,40 @@ def _wait_group(pgid: int, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _start_time(pid: int) -> str | None:
-    """Field 22 of /proc/PID/stat (start time), to recognise a PID later."""
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), None when it is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return stat.rsplit(")", 1)[1].split()
 
 
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
+def _processes() -> dict[int, list[str]]:
+    """Every live process's ``stat_fields``, by PID."""
+    procs: dict[int, list[str]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        tree.setdefault(ppid, []).append(int(entry.name))
-    return tree
+        if entry.name.isdigit():
+            fields = stat_fields(int(entry.name))
+            if fields is not None:
+                procs[int(entry.name)] = fields
+    return procs
 
 
-def _remember_descendants(target: TargetProcess) -> None:
+def _start_time(pid: int) -> str | None:
+    """Field 22 of /proc/PID/stat (start time), to recognise a PID later."""
+    fields = stat_fields(pid)
+    return None if fields is None else fields[19]
+
+
+def _remember_descendants(target: TargetProcess, procs: dict[int, list[str]] | None = None) -> None:
     """Record the target's descendants (PID and start time) while they are alive."""
-    tree = _children()
+    procs = _processes() if procs is None else procs
+    tree: dict[int, list[int]] = {}
+    for pid, fields in procs.items():
+        tree.setdefault(int(fields[1]), []).append(pid)
     stack = list(tree.get(target.pid, []))
     while stack:
         pid = stack.pop()
-        start = _start_time(pid)
-        if start is not None:
-            target.known.setdefault(pid, start)
+        target.known.setdefault(pid, procs[pid][19])
         stack.extend(tree.get(pid, []))

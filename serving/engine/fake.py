@@ -181,11 +181,14 @@ class FakeEngine:
         self, index: int, state: dict, script: list[str], limit: int, request: GenerateRequest
     ) -> ChoiceDelta:
         sampling = request.sampling
-        # The script's end is the fake's end of sequence: ignore_eos and min_tokens go on past it.
-        past_eos_ok = sampling.ignore_eos or state["emitted"] < sampling.min_tokens
-        token = script[state["emitted"] % len(script)] if state["emitted"] < len(script) or past_eos_ok else ""
+
+        def ends(emitted: int) -> bool:
+            """The script's end is the fake's end of sequence; ignore_eos and min_tokens go on past it."""
+            return emitted >= len(script) and not (sampling.ignore_eos or emitted < sampling.min_tokens)
+
+        token = "" if ends(state["emitted"]) else script[state["emitted"] % len(script)]
         state["emitted"] += 1
-        eos = state["emitted"] >= len(script) and not (sampling.ignore_eos or state["emitted"] < sampling.min_tokens)
+        eos = ends(state["emitted"])
         finish = None
         text = token
         for stop in request.sampling.stop:

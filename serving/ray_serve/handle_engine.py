@@ -156,19 +156,14 @@ class HandleEngine:
         """Prompt token ids from the model replica's tokenizer (the request path asks once per
         chat request, before the engine: it must not wait out a missing replica either).
         The ids travel back with the request to ``generate``, which does not tokenize again."""
-        response = self._handle.tokenize.remote(request)
-        try:
-            return tuple(await self._answer(_resolved(response)))
-        except Exception as exc:
-            response.cancel()
-            translated = _translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+        return tuple(await self._unary(self._handle.tokenize.remote(request)))
 
     async def detokenize(self, token_ids: tuple[int, ...]) -> Detokenized:
         """Text and token strings from the model replica's tokenizer."""
-        response = self._handle.detokenize.remote(tuple(token_ids))
+        return await self._unary(self._handle.detokenize.remote(tuple(token_ids)))
+
+    async def _unary(self, response: Any) -> Any:
+        """The answer of one unary handle call, within the wait for a replica; errors translated."""
         try:
             return await self._answer(_resolved(response))
         except Exception as exc:

@@ -10,6 +10,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from serving.core.protocol import (
     FinishReason,
+    OpenAIRequestBody,
     OpenAIRequestModel,
     OpenAIResponseModel,
     SamplingFields,
@@ -17,6 +18,7 @@ from serving.core.protocol import (
     field_error,
 )
 from serving.core.schema_bounds import schema_error
+from serving.engine.protocol import ChatTemplateOptions
 
 MAX_TOP_LOGPROBS = 20
 MAX_TEMPLATE_KWARGS = 16
@@ -27,31 +29,6 @@ RESERVED_TEMPLATE_KWARGS = frozenset({
     "continue_final_message", "tokenize", "padding", "truncation", "max_length", "return_tensors",
     "return_dict", "return_assistant_tokens_mask", "tokenizer_kwargs",
 })
-
-
-def check_template_kwargs(value: dict[str, Any] | None) -> dict[str, Any] | None:
-    """``chat_template_kwargs`` unchanged, or a ValueError: few, named like template variables,
-    none of the template call's own arguments, small."""
-    if value is None:
-        return value
-    if len(value) > MAX_TEMPLATE_KWARGS:
-        raise ValueError(f"at most {MAX_TEMPLATE_KWARGS} chat_template_kwargs are allowed")
-    for key in value:
-        if not key.isidentifier():
-            raise ValueError(f"chat_template_kwargs key {key[:64]!r} is not a template variable name")
-        if key in RESERVED_TEMPLATE_KWARGS:
-            raise ValueError(f"chat_template_kwargs must not set {key!r} (a parameter of its own)")
-    if len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_TEMPLATE_KWARGS_BYTES:
-        raise ValueError(f"chat_template_kwargs may be at most {MAX_TEMPLATE_KWARGS_BYTES} bytes as JSON")
-    return value
-
-
-def check_template_options(messages: list["ChatMessage"], add_generation_prompt: bool, continue_final_message: bool) -> None:
-    """A validation error unless the template options fit together and the messages (vLLM's rules)."""
-    if add_generation_prompt and continue_final_message:
-        raise field_error("continue_final_message", "continue_final_message needs add_generation_prompt set to false")
-    if continue_final_message and messages[-1].role != "assistant":
-        raise field_error("continue_final_message", "continue_final_message needs the last message to be the assistant's")
 
 
 class TextContentPart(OpenAIRequestModel):
@@ -108,7 +85,50 @@ ResponseFormat = Annotated[
 ]
 
 
-class ChatCompletionRequest(SamplingFields):
+class ChatTemplateFields(OpenAIRequestBody):
+    """vLLM's chat template extensions, on a chat completion and on ``/tokenize``."""
+
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    chat_template_kwargs: dict[str, Any] | None = None
+
+    @field_validator("chat_template_kwargs")
+    @classmethod
+    def _template_kwargs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # Few, named like template variables, none of the template call's own arguments, small.
+        if value is None:
+            return value
+        if len(value) > MAX_TEMPLATE_KWARGS:
+            raise ValueError(f"at most {MAX_TEMPLATE_KWARGS} chat_template_kwargs are allowed")
+        for key in value:
+            if not key.isidentifier():
+                raise ValueError(f"chat_template_kwargs key {key[:64]!r} is not a template variable name")
+            if key in RESERVED_TEMPLATE_KWARGS:
+                raise ValueError(f"chat_template_kwargs must not set {key!r} (a parameter of its own)")
+        if len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")) > MAX_TEMPLATE_KWARGS_BYTES:
+            raise ValueError(f"chat_template_kwargs may be at most {MAX_TEMPLATE_KWARGS_BYTES} bytes as JSON")
+        return value
+
+    @model_validator(mode="after")
+    def _template_fits(self) -> "ChatTemplateFields":
+        # vLLM's rules; the messages are the subclass's (None: no chat to render).
+        messages = getattr(self, "messages", None)
+        if self.add_generation_prompt and self.continue_final_message:
+            raise field_error("continue_final_message", "continue_final_message needs add_generation_prompt set to false")
+        if self.continue_final_message and messages and messages[-1].role != "assistant":
+            raise field_error("continue_final_message", "continue_final_message needs the last message to be the assistant's")
+        return self
+
+    def template_options(self) -> ChatTemplateOptions:
+        """How the engine renders the messages."""
+        return ChatTemplateOptions(
+            add_generation_prompt=self.add_generation_prompt,
+            continue_final_message=self.continue_final_message,
+            kwargs=dict(self.chat_template_kwargs or {}),
+        )
+
+
+class ChatCompletionRequest(SamplingFields, ChatTemplateFields):
     """The request body of a chat completion."""
 
     messages: list[ChatMessage] = Field(min_length=1)
@@ -117,15 +137,6 @@ class ChatCompletionRequest(SamplingFields):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
-    # vLLM's chat extensions
-    add_generation_prompt: bool = True
-    continue_final_message: bool = False
-    chat_template_kwargs: dict[str, Any] | None = None
-
-    @field_validator("chat_template_kwargs")
-    @classmethod
-    def _template_kwargs(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return check_template_kwargs(value)
 
     @field_validator("response_format", mode="before")
     @classmethod
@@ -148,7 +159,6 @@ class ChatCompletionRequest(SamplingFields):
     def _consistent(self) -> "ChatCompletionRequest":
         if self.top_logprobs is not None and not self.logprobs:
             raise field_error("top_logprobs", "top_logprobs requires logprobs to be true")
-        check_template_options(self.messages, self.add_generation_prompt, self.continue_final_message)
         if self.response_format is not None and self.structured_outputs is not None:
             raise field_error("structured_outputs", "send response_format or structured_outputs, not both")
         limit = self.output_limit()

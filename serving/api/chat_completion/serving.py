@@ -20,7 +20,7 @@ from serving.core.pipeline import Generation, GenerationPipeline
 from serving.core.protocol import now, usage
 from serving.api.common.sampling import include_usage, note_client_request_id, sampling_options
 from serving.core.sse import DONE, sse_error, sse_event
-from serving.engine.protocol import ChatTemplateOptions, GenerateRequest, SamplingDefaults, TokenLogprob
+from serving.engine.protocol import GenerateRequest, SamplingDefaults, TokenLogprob
 from serving.errors import ServingError
 from serving.core.context import RequestContext
 
@@ -51,13 +51,12 @@ def to_generate_request(
         json_object=json_object,
     )
     messages = tuple(m.for_template() for m in body.messages)
-    template = ChatTemplateOptions(
-        add_generation_prompt=body.add_generation_prompt,
-        continue_final_message=body.continue_final_message,
-        kwargs=dict(body.chat_template_kwargs or {}),
-    )
     return GenerateRequest(
-        request_id=request_id, sampling=sampling, messages=messages, chat_template=template, priority=body.priority
+        request_id=request_id,
+        sampling=sampling,
+        messages=messages,
+        chat_template=body.template_options(),
+        priority=body.priority,
     )
 
 

@@ -13,7 +13,7 @@ from serving.api.tokenize.protocol import (
 )
 from serving.core.guard import RouteGuard
 from serving.core.http import respond
-from serving.engine.protocol import ChatTemplateOptions, Engine, GenerateRequest, SamplingOptions
+from serving.engine.protocol import Engine, GenerateRequest, SamplingOptions
 from serving.errors import ModelNotFoundError
 
 TOKENIZE = "/tokenize"
@@ -56,14 +56,9 @@ def as_generate_request(body: TokenizeRequest, request_id: str) -> GenerateReque
     """The engine request whose prompt ids ``body`` asks for (nothing is generated)."""
     if body.messages is None:
         return GenerateRequest(request_id=request_id, sampling=SamplingOptions(), prompt=body.prompt)
-    template = ChatTemplateOptions(
-        add_generation_prompt=body.add_generation_prompt,
-        continue_final_message=body.continue_final_message,
-        kwargs=dict(body.chat_template_kwargs or {}),
-    )
     return GenerateRequest(
         request_id=request_id,
         sampling=SamplingOptions(),
         messages=tuple(m.for_template() for m in body.messages),
-        chat_template=template,
+        chat_template=body.template_options(),
     )
