@@ -31,7 +31,8 @@ def test_roles_come_from_process_titles(title: str, leader: bool, role: str) -> 
 
 BURN = """
 import os, subprocess, sys, time
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+child = "import sys, time; open(sys.argv[1] + '/child', 'w').close(); time.sleep(60)"
+subprocess.Popen([sys.executable, "-c", child, sys.argv[1]], start_new_session=True)
 while not os.path.exists(sys.argv[1] + "/go"):  # burn only once the meter runs
     time.sleep(0.01)
 end = time.process_time() + 0.4
@@ -53,7 +54,8 @@ def test_a_busy_process_is_measured_and_an_idle_one_is_not(tmp_path) -> None:
     # The leader burns 0.4 s of CPU while the meter runs; its child (it left the group) only sleeps.
     target = start_target("burn", [sys.executable, "-c", BURN, str(tmp_path)], {}, tmp_path / "b.log", tmp_path)
     try:
-        wait_for(lambda: len(target_pids(target)) == 2)  # the child that left the group is counted
+        wait_for(lambda: (tmp_path / "child").exists())  # the child has started (its start-up costs CPU)
+        assert len(target_pids(target)) == 2  # the child that left the group is counted
         finish = step_meter(lambda: target_pids(target), target.pid)()
         (tmp_path / "go").touch()
         wait_for(lambda: (tmp_path / "done").exists())
